@@ -1,0 +1,68 @@
+// Package awsiam builds IAM policy documents from typed Go values, and the
+// IRSA trust policy that binds a role to exactly one Kubernetes service
+// account.
+package awsiam
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// PolicyDocument is an IAM policy document.
+type PolicyDocument struct {
+	Version   string      `json:"Version"`
+	Statement []Statement `json:"Statement"`
+}
+
+// Statement is one statement of a policy document.
+type Statement struct {
+	Sid       string                    `json:"Sid,omitempty"`
+	Effect    string                    `json:"Effect"`
+	Principal map[string]any            `json:"Principal,omitempty"`
+	Action    []string                  `json:"Action"`
+	Resource  []string                  `json:"Resource,omitempty"`
+	Condition map[string]map[string]any `json:"Condition,omitempty"`
+}
+
+// PolicyVersion is the current IAM policy language version.
+const PolicyVersion = "2012-10-17"
+
+// Document returns a policy document of the given statements.
+func Document(statements ...Statement) PolicyDocument {
+	return PolicyDocument{Version: PolicyVersion, Statement: statements}
+}
+
+// JSON encodes the document as IAM expects it.
+func (d PolicyDocument) JSON() (string, error) {
+	raw, err := json.Marshal(d)
+	if err != nil {
+		return "", fmt.Errorf("encoding policy document: %w", err)
+	}
+	return string(raw), nil
+}
+
+// ServiceAccountSubject is the `sub` claim of a projected service account
+// token: system:serviceaccount:<namespace>:<name>.
+func ServiceAccountSubject(namespace, serviceAccount string) string {
+	return "system:serviceaccount:" + namespace + ":" + serviceAccount
+}
+
+// IRSATrust is the trust policy of a role assumed through IAM Roles for
+// Service Accounts: only tokens issued by the cluster's OIDC provider, for
+// exactly this service account and the STS audience.
+func IRSATrust(oidcProviderARN, oidcIssuer, namespace, serviceAccount string) PolicyDocument {
+	issuer := strings.TrimPrefix(oidcIssuer, "https://")
+	return Document(Statement{
+		Sid:       "AssumeFromServiceAccount",
+		Effect:    "Allow",
+		Principal: map[string]any{"Federated": oidcProviderARN},
+		Action:    []string{"sts:AssumeRoleWithWebIdentity"},
+		Condition: map[string]map[string]any{
+			"StringEquals": {
+				issuer + ":sub": ServiceAccountSubject(namespace, serviceAccount),
+				issuer + ":aud": "sts.amazonaws.com",
+			},
+		},
+	})
+}

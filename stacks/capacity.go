@@ -1,0 +1,96 @@
+package stacks
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/secrets-platform/secrets-platform/components/kube"
+)
+
+// workload is one kind of pod the platform runs in the namespace, with how
+// many of it run at once.
+type workload struct {
+	name      string
+	pods      int64
+	resources kube.Resources
+	// storage is what each pod claims through PersistentVolumeClaims.
+	storage []string
+}
+
+// workloads lists what the platform runs in the namespace. Pods that the
+// charts add beyond these do not exist: the Vault agent injector is off and
+// ESO runs its three deployments.
+func (c *Config) workloads() []workload {
+	e := c.ExternalSecrets
+	return []workload{
+		{name: "vault", pods: int64(c.Vault.Replicas), resources: c.Vault.Resources,
+			storage: []string{c.Vault.DataStorage, c.Vault.AuditStorage}},
+		{name: "external-secrets controller", pods: int64(e.Replicas), resources: e.Resources.Controller},
+		{name: "external-secrets webhook", pods: int64(e.Replicas), resources: e.Resources.Webhook},
+		{name: "external-secrets cert controller", pods: 1, resources: e.Resources.CertController},
+		// concurrencyPolicy Forbid: one snapshot pod at a time. Its init and
+		// main containers share the same resources, and a pod's effective
+		// request is the larger of its init containers and its containers.
+		{name: "raft snapshot job", pods: 1, resources: c.Backup.Resources},
+	}
+}
+
+// CheckCapacity fails when what the platform runs does not fit the
+// namespace's quota, naming the totals, the quota and what makes them up,
+// so an over-quota config fails at preview instead of leaving pods pending.
+func CheckCapacity(cfg *Config) error {
+	totals := map[string]resource.Quantity{}
+	var parts []string
+	add := func(key string, q resource.Quantity, times int64) {
+		t := totals[key]
+		for i := int64(0); i < times; i++ {
+			t.Add(q)
+		}
+		totals[key] = t
+	}
+	for _, w := range cfg.workloads() {
+		req, err := w.resources.Requirements()
+		if err != nil {
+			return fmt.Errorf("capacity of %s: %w", w.name, err)
+		}
+		for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			add("requests."+string(r), req.Requests[r], w.pods)
+			add("limits."+string(r), req.Limits[r], w.pods)
+		}
+		add("pods", *resource.NewQuantity(1, resource.DecimalSI), w.pods)
+		for _, s := range w.storage {
+			q, err := resource.ParseQuantity(s)
+			if err != nil {
+				return fmt.Errorf("capacity of %s: storage %q: %w", w.name, s, err)
+			}
+			add("requests.storage", q, w.pods)
+		}
+		cpu, mem := req.Requests[corev1.ResourceCPU], req.Requests[corev1.ResourceMemory]
+		parts = append(parts, fmt.Sprintf("%d x %s (requests cpu %s, memory %s)", w.pods, w.name, cpu.String(), mem.String()))
+	}
+
+	var over []string
+	for _, key := range sortedKeys(totals) {
+		limit, ok := cfg.Guardrails.Quota[key]
+		if !ok {
+			continue
+		}
+		hard, err := resource.ParseQuantity(limit)
+		if err != nil {
+			return fmt.Errorf("guardrails.quota.%s: %w", key, err)
+		}
+		if used := totals[key]; used.Cmp(hard) > 0 {
+			over = append(over, fmt.Sprintf("%s: the platform needs %s but guardrails.quota.%s is %s", key, used.String(), key, hard.String()))
+		}
+	}
+	if len(over) == 0 {
+		return nil
+	}
+	sort.Strings(over)
+	return fmt.Errorf("the platform does not fit the namespace quota of %q:\n  %s\nwhat it runs: %s",
+		cfg.Namespace, strings.Join(over, "\n  "), strings.Join(parts, "; "))
+}

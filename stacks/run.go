@@ -1,0 +1,141 @@
+package stacks
+
+import (
+	"fmt"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/secrets-platform/secrets-platform/components/backup"
+	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
+	"github.com/secrets-platform/secrets-platform/components/guardrails"
+	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
+	"github.com/secrets-platform/secrets-platform/components/vault"
+)
+
+// Run is the program: load and validate the stack's config, then compose
+// the platform. Nothing is registered unless the whole config is valid.
+func Run(ctx *pulumi.Context) error {
+	cfg, err := Load(ctx)
+	if err != nil {
+		return err
+	}
+	if err := CheckCapacity(cfg); err != nil {
+		return err
+	}
+	_, err = Compose(ctx, cfg)
+	return err
+}
+
+// Platform is what Compose built, for callers that add to it.
+type Platform struct {
+	Guardrails      *guardrails.NamespaceGuardrails
+	Unseal          *kmsunseal.KMSUnseal
+	Vault           *vault.HardenedVault
+	Backup          *backup.BackupBucket
+	ExternalSecrets *externalsecrets.ExternalSecretsStack
+}
+
+// Compose registers the providers and the components of one stack from a
+// validated config, wiring each component's outputs into the next.
+func Compose(ctx *pulumi.Context, cfg *Config) (*Platform, error) {
+	k8s, err := kubernetes.NewProvider(ctx, "kubernetes", &kubernetes.ProviderArgs{
+		Context:    optionalString(cfg.Kubernetes.Context),
+		Kubeconfig: optionalSecret(cfg.Kubernetes.Kubeconfig),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating kubernetes provider: %w", err)
+	}
+	awsProvider, err := aws.NewProvider(ctx, "aws", &aws.ProviderArgs{Region: pulumi.StringPtr(cfg.Region)})
+	if err != nil {
+		return nil, fmt.Errorf("creating aws provider: %w", err)
+	}
+	onK8s := pulumi.Provider(k8s)
+	onAWS := pulumi.Provider(awsProvider)
+	onBoth := pulumi.Providers(k8s, awsProvider)
+
+	p := &Platform{}
+	p.Guardrails, err = guardrails.NewNamespaceGuardrails(ctx, cfg.Namespace, guardrailsArgs(cfg), onK8s)
+	if err != nil {
+		return nil, fmt.Errorf("creating namespace guardrails: %w", err)
+	}
+	namespace := p.Guardrails.Namespace
+
+	p.Unseal, err = kmsunseal.NewKMSUnseal(ctx, "vault-unseal", &kmsunseal.KMSUnsealArgs{
+		AliasName:          cfg.Unseal.AliasName,
+		DeletionWindowDays: cfg.Unseal.DeletionWindowDays,
+		AccountID:          pulumi.String(cfg.Unseal.AccountID),
+		Region:             pulumi.String(cfg.Region),
+		OIDCProviderARN:    pulumi.String(cfg.Kubernetes.OIDCProviderARN),
+		OIDCIssuer:         pulumi.String(cfg.Kubernetes.OIDCIssuer),
+		Namespace:          namespace,
+		ServiceAccountName: pulumi.String(cfg.Vault.ServiceAccount),
+		Tags:               pulumi.ToStringMap(tags(ctx, cfg.Unseal.Tags)),
+	}, onAWS)
+	if err != nil {
+		return nil, fmt.Errorf("creating unseal key: %w", err)
+	}
+
+	p.Vault, err = vault.NewHardenedVault(ctx, vaultRelease, vaultArgs(cfg, namespace, p.Unseal), onK8s)
+	if err != nil {
+		return nil, fmt.Errorf("creating vault: %w", err)
+	}
+
+	p.Backup, err = backup.NewBackupBucket(ctx, "vault-backup", backupArgs(ctx, cfg, namespace, p.Vault), onBoth)
+	if err != nil {
+		return nil, fmt.Errorf("creating backups: %w", err)
+	}
+
+	p.ExternalSecrets, err = externalsecrets.NewExternalSecretsStack(ctx, esoRelease, esoArgs(cfg, namespace, p.Vault), onK8s)
+	if err != nil {
+		return nil, fmt.Errorf("creating external secrets: %w", err)
+	}
+
+	exportOutputs(ctx, p)
+	return p, nil
+}
+
+// exportOutputs publishes what operators and the runbooks refer to.
+func exportOutputs(ctx *pulumi.Context, p *Platform) {
+	ctx.Export("namespace", p.Guardrails.Namespace)
+	ctx.Export("vaultAddress", p.Vault.Address)
+	ctx.Export("vaultCaCertPem", p.Vault.CACertPEM)
+	ctx.Export("vaultTlsSecret", p.Vault.TLSSecretName)
+	ctx.Export("vaultReleaseStatus", p.Vault.ReleaseStatus)
+	ctx.Export("unsealKeyArn", p.Unseal.KeyARN)
+	ctx.Export("unsealKeyAlias", p.Unseal.AliasName)
+	ctx.Export("vaultRoleArn", p.Unseal.RoleARN)
+	ctx.Export("backupBucket", p.Backup.BucketName)
+	ctx.Export("snapshotCronJob", p.Backup.CronJobName)
+	ctx.Export("secretStore", p.ExternalSecrets.StoreName)
+	ctx.Export("externalSecrets", p.ExternalSecrets.ExternalSecretNames)
+}
+
+func optionalString(s string) pulumi.StringPtrInput {
+	if s == "" {
+		return nil
+	}
+	return pulumi.StringPtr(s)
+}
+
+// optionalSecret keeps a kubeconfig's credentials out of plain state.
+func optionalSecret(s string) pulumi.StringPtrInput {
+	if s == "" {
+		return nil
+	}
+	return pulumi.ToSecret(pulumi.StringPtr(s)).(pulumi.StringPtrOutput)
+}
+
+// tags adds the tags every AWS resource of the platform carries.
+func tags(ctx *pulumi.Context, extra map[string]string) map[string]string {
+	out := map[string]string{
+		"project":    ctx.Project(),
+		"stack":      ctx.Stack(),
+		"managed-by": "pulumi",
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}

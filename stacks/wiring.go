@@ -1,0 +1,181 @@
+package stacks
+
+import (
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/secrets-platform/secrets-platform/components/backup"
+	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
+	"github.com/secrets-platform/secrets-platform/components/guardrails"
+	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
+	"github.com/secrets-platform/secrets-platform/components/vault"
+)
+
+// Names of the Helm releases and the backup component. The charts derive
+// their Services and pod labels from the release name, so the certificate's
+// DNS names and the network policies' selectors follow from these.
+const (
+	vaultRelease = "vault"
+	esoRelease   = "external-secrets"
+	backupName   = "vault-backup"
+)
+
+// Ports the platform's workloads listen on, as the charts set them.
+const (
+	esoMetricsPort = 8080  // external-secrets chart: metrics.service.port
+	esoWebhookPort = 10250 // external-secrets chart: webhook.port
+	vaultAPIPort   = 8200
+)
+
+func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
+	g := cfg.Guardrails
+	var allows []guardrails.Allow
+	for _, a := range g.ExtraAllows {
+		var ports []guardrails.Port
+		for _, p := range a.Ports {
+			ports = append(ports, guardrails.Port{Port: p.Port, Protocol: p.Protocol})
+		}
+		allows = append(allows, guardrails.Allow{Name: a.Name, From: a.From, To: a.To, Ports: ports})
+	}
+	monitoring := ""
+	if cfg.Observability.PrometheusOperator {
+		monitoring = cfg.Observability.MonitoringNamespace
+	}
+	return &guardrails.NamespaceGuardrailsArgs{
+		Namespace:          cfg.Namespace,
+		PodSecurityLevel:   g.PodSecurityLevel,
+		PodSecurityVersion: g.PodSecurityVersion,
+		Quota:              g.Quota,
+		DefaultRequest:     g.DefaultRequest,
+		DefaultLimit:       g.DefaultLimit,
+		Network: guardrails.NetworkArgs{
+			// Labels the vault chart puts on its server pods.
+			VaultPodLabels: map[string]string{
+				"app.kubernetes.io/name":     "vault",
+				"app.kubernetes.io/instance": vaultRelease,
+				"component":                  "server",
+			},
+			// Every pod of the external-secrets chart carries its release
+			// as instance; the webhook's name label sets it apart.
+			ExternalSecretsPodLabels: map[string]string{"app.kubernetes.io/instance": esoRelease},
+			ExternalSecretsWebhookPodLabels: map[string]string{
+				"app.kubernetes.io/name":     "external-secrets-webhook",
+				"app.kubernetes.io/instance": esoRelease,
+			},
+			SnapshotPodLabels:          backup.PodLabels(backupName),
+			KubeAPICIDRs:               cfg.Kubernetes.APIServerCIDRs,
+			KubeAPIPort:                cfg.Kubernetes.APIServerPort,
+			AWSCIDRs:                   g.AWSCIDRs,
+			MonitoringNamespace:        monitoring,
+			VaultMetricsPort:           vaultAPIPort,
+			ExternalSecretsMetricsPort: esoMetricsPort,
+			ExternalSecretsWebhookPort: esoWebhookPort,
+			ExtraAllows:                allows,
+		},
+	}
+}
+
+func vaultArgs(cfg *Config, namespace pulumi.StringInput, unseal *kmsunseal.KMSUnseal) *vault.HardenedVaultArgs {
+	v := cfg.Vault
+	tlsArgs := vault.TLSArgs{
+		ValidityHours:     v.TLS.ValidityHours,
+		EarlyRenewalHours: v.TLS.EarlyRenewalHours,
+		CAValidityHours:   v.TLS.CAValidityHours,
+		Organization:      v.TLS.Organization,
+	}
+	if v.TLS.CACertPEM != "" {
+		tlsArgs.CACertPEM = pulumi.String(v.TLS.CACertPEM)
+		tlsArgs.CAKeyPEM = pulumi.ToSecret(pulumi.String(v.TLS.CAKeyPEM)).(pulumi.StringOutput)
+	}
+	return &vault.HardenedVaultArgs{
+		Namespace:             namespace,
+		Replicas:              v.Replicas,
+		ChartVersion:          v.ChartVersion,
+		ChartRepo:             v.ChartRepo,
+		ServiceAccountName:    v.ServiceAccount,
+		ServiceAccountRoleARN: unseal.RoleARN,
+		TLS:                   tlsArgs,
+		Seal:                  vault.SealArgs{Region: unseal.Region, KMSKeyID: unseal.AliasName},
+		Resources:             v.Resources,
+		DataStorageSize:       v.DataStorage,
+		AuditStorageSize:      v.AuditStorage,
+		StorageClass:          v.StorageClass,
+		Mlock:                 v.Mlock,
+		PrometheusOperator:    cfg.Observability.PrometheusOperator,
+		TimeoutSeconds:        v.TimeoutSeconds,
+	}
+}
+
+func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault) *backup.BackupBucketArgs {
+	b := cfg.Backup
+	args := &backup.BackupBucketArgs{
+		BucketName:            b.BucketName,
+		Prefix:                b.Prefix,
+		RetentionDays:         b.RetentionDays,
+		NoncurrentVersionDays: b.NoncurrentVersionDays,
+		ObjectLockDays:        b.ObjectLockDays,
+		AccountID:             pulumi.String(cfg.Unseal.AccountID),
+		Region:                pulumi.String(cfg.Region),
+		OIDCProviderARN:       pulumi.String(cfg.Kubernetes.OIDCProviderARN),
+		OIDCIssuer:            pulumi.String(cfg.Kubernetes.OIDCIssuer),
+		Namespace:             namespace,
+		ServiceAccountName:    b.ServiceAccount,
+		Schedule:              b.Schedule,
+		VaultAddress:          v.Address,
+		VaultCASecretName:     v.CASecretName,
+		VaultAuthMount:        b.VaultAuthMount,
+		VaultRole:             b.VaultRole,
+		VaultImage:            b.VaultImage,
+		AWSCLIImage:           b.AWSCLIImage,
+		Resources:             b.Resources,
+		Tags:                  pulumi.ToStringMap(tags(ctx, nil)),
+	}
+	if b.KMSKeyARN != "" {
+		args.KMSKeyARN = pulumi.String(b.KMSKeyARN)
+	}
+	return args
+}
+
+func esoArgs(cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault) *externalsecrets.ExternalSecretsStackArgs {
+	e := cfg.ExternalSecrets
+	var secrets []externalsecrets.ExternalSecretArgs
+	for _, s := range e.Secrets {
+		var data []externalsecrets.DataMapping
+		for _, d := range s.Data {
+			data = append(data, externalsecrets.DataMapping{SecretKey: d.SecretKey, Property: d.Property})
+		}
+		secrets = append(secrets, externalsecrets.ExternalSecretArgs{
+			Name:            s.Name,
+			RefreshInterval: s.RefreshInterval,
+			TargetSecret:    s.Target,
+			VaultKey:        s.VaultKey,
+			Data:            data,
+		})
+	}
+	return &externalsecrets.ExternalSecretsStackArgs{
+		Namespace:    namespace,
+		ChartVersion: e.ChartVersion,
+		ChartRepo:    e.ChartRepo,
+		Replicas:     e.Replicas,
+		Resources: externalsecrets.ComponentResources{
+			Controller:     e.Resources.Controller,
+			Webhook:        e.Resources.Webhook,
+			CertController: e.Resources.CertController,
+		},
+		PrometheusOperator:      cfg.Observability.PrometheusOperator,
+		VaultAuthServiceAccount: e.ServiceAccount,
+		Store: externalsecrets.StoreArgs{
+			Name:          e.Store.Name,
+			Cluster:       e.Store.Cluster,
+			Path:          e.Store.Path,
+			Version:       e.Store.Version,
+			AuthMountPath: e.Store.AuthMount,
+			Role:          e.Store.Role,
+		},
+		ExternalSecrets: secrets,
+		VaultAddress:    v.Address,
+		VaultCACertPEM:  v.CACertPEM,
+		// The store is useless until Vault answers: wait for its release.
+		DependsOn:      []pulumi.Resource{v.Release},
+		TimeoutSeconds: e.TimeoutSeconds,
+	}
+}

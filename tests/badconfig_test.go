@@ -1,0 +1,120 @@
+package tests
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/secrets-platform/secrets-platform/internal/recorder"
+	"github.com/secrets-platform/secrets-platform/stacks"
+)
+
+// TestBadConfigFailsBeforeAnythingIsCreated runs the production stack with
+// one bad value at a time: each must fail with a message naming the key and
+// what is allowed, and register no resource at all.
+func TestBadConfigFailsBeforeAnythingIsCreated(t *testing.T) {
+	const ns = "secrets-platform:"
+	prod := StackConfig(t, "production", nil)
+	group := func(key string) map[string]any { return decodeGroup(t, prod, ns+key) }
+	with := func(key string, edit func(map[string]any)) map[string]any {
+		g := group(key)
+		edit(g)
+		return map[string]any{ns + key: g}
+	}
+
+	cases := []struct {
+		name      string
+		overrides map[string]any
+		want      string
+	}{
+		{"even voters", with("vault", func(v map[string]any) { v["replicas"] = 4 }),
+			"vault.replicas: 4 is even; Raft needs an odd number of voters (3 or 5)"},
+		{"too few voters", with("vault", func(v map[string]any) { v["replicas"] = 1 }),
+			"vault.replicas: 1 is too few"},
+		{"zero voters", with("vault", func(v map[string]any) { v["replicas"] = 0 }),
+			"vault.replicas: 0 is even"},
+		{"chart version not semver", with("vault", func(v map[string]any) { v["chartVersion"] = "latest" }),
+			`vault.chartVersion: "latest" is not a semantic version`},
+		{"early renewal not below validity", with("vault", func(v map[string]any) {
+			v["tls"] = map[string]any{"validityHours": 720, "earlyRenewalHours": 720}
+		}), "vault.tls.earlyRenewalHours: 720 must be above 0 and below vault.tls.validityHours (720)"},
+		{"mlock with restricted namespace", with("vault", func(v map[string]any) { v["mlock"] = true }),
+			"vault.mlock: true needs the IPC_LOCK capability, which the restricted Pod Security level forbids"},
+		{"unparsable vault memory", with("vault", func(v map[string]any) {
+			v["resources"] = map[string]any{"requests": map[string]any{"cpu": "1", "memory": "lots"}, "limits": map[string]any{"cpu": "2", "memory": "2Gi"}}
+		}), `vault.resources.requests.memory: "lots" is not a Kubernetes quantity`},
+		{"vault without limits", with("vault", func(v map[string]any) {
+			v["resources"] = map[string]any{"requests": map[string]any{"cpu": "1", "memory": "1Gi"}, "limits": map[string]any{}}
+		}), "vault.resources.limits.cpu: required"},
+		{"misspelt vault key", with("vault", func(v map[string]any) { v["replica"] = 3 }),
+			`vault: json: unknown field "replica"`},
+		{"unparsable quota", with("guardrails", func(g map[string]any) {
+			g["quota"].(map[string]any)["requests.cpu"] = "eight"
+		}), `guardrails.quota.requests.cpu: "eight" is not a Kubernetes quantity`},
+		{"quota request above limit", with("guardrails", func(g map[string]any) {
+			g["quota"].(map[string]any)["requests.memory"] = "32Gi"
+		}), "guardrails.quota.requests.memory: 32Gi is above limits.memory 24Gi"},
+		{"unknown pod security level", with("guardrails", func(g map[string]any) { g["podSecurityLevel"] = "privileged" }),
+			`guardrails.podSecurityLevel: "privileged" is not allowed; use restricted`},
+		{"namespace not a DNS label", map[string]any{ns + "namespace": "Production_1"},
+			`namespace: "Production_1" is not a DNS label`},
+		{"missing namespace", map[string]any{ns + "namespace": nil}, "namespace: required"},
+		{"missing region", map[string]any{"aws:region": nil}, `aws:region: "" is not an AWS region`},
+		{"refresh under a minute", with("externalSecrets", func(e map[string]any) { e["refreshInterval"] = "30s" }),
+			"externalSecrets.refreshInterval: 30s is under the 1m minimum"},
+		{"refresh not a duration", with("externalSecrets", func(e map[string]any) { e["refreshInterval"] = "5 minutes" }),
+			`externalSecrets.refreshInterval: "5 minutes" is not a Go duration`},
+		{"empty vault path", with("externalSecrets", func(e map[string]any) {
+			e["secrets"].([]any)[0].(map[string]any)["vaultKey"] = ""
+		}), "externalSecrets.secrets[0].vaultKey: must not be empty"},
+		{"default service account", with("externalSecrets", func(e map[string]any) { e["serviceAccount"] = "default" }),
+			`externalSecrets.serviceAccount: "default" is shared by every pod`},
+		{"deletion window 45", with("unseal", func(u map[string]any) { u["deletionWindowDays"] = 45 }),
+			"unseal.deletionWindowDays: 45 is outside 7..30"},
+		{"retention 0 days", with("backup", func(b map[string]any) { b["retentionDays"] = 0 }),
+			"backup.retentionDays: 0 must be at least 1 day"},
+		{"invalid cron schedule", with("backup", func(b map[string]any) { b["schedule"] = "every 6 hours" }),
+			`backup.schedule: "every 6 hours" is not a cron schedule`},
+		{"unpinned image", with("backup", func(b map[string]any) { b["awsCliImage"] = "amazon/aws-cli:latest" }),
+			`backup.awsCliImage: "amazon/aws-cli:latest" must be pinned`},
+		{"missing OIDC provider", with("kubernetes", func(k map[string]any) { delete(k, "oidcProviderArn") }),
+			`kubernetes.oidcProviderArn: "" is not an IAM OIDC provider ARN`},
+		{"bad API server CIDR", with("kubernetes", func(k map[string]any) { k["apiServerCidrs"] = []any{"10.0.0.0/33"} }),
+			`kubernetes.apiServerCidrs[0]: "10.0.0.0/33" is not a CIDR`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := StackConfig(t, "production", tc.overrides)
+			mon, err := recorder.Run("production", cfg, stacks.Run)
+			if err == nil {
+				t.Fatalf("want an error containing %q, the program succeeded", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error does not say %q:\n%v", tc.want, err)
+			}
+			if n := len(mon.Resources()); n != 0 {
+				t.Fatalf("%d resources were registered before the error; want none:\n%s", n, mon.Tree())
+			}
+		})
+	}
+}
+
+// TestOverQuotaFailsWithTheNumbers shows the capacity check naming what the
+// platform needs and what the quota allows.
+func TestOverQuotaFailsWithTheNumbers(t *testing.T) {
+	const key = "secrets-platform:guardrails"
+	g := decodeGroup(t, StackConfig(t, "production", nil), key)
+	g["quota"].(map[string]any)["requests.storage"] = "40Gi"
+	cfg := StackConfig(t, "production", map[string]any{key: g})
+	mon, err := recorder.Run("production", cfg, stacks.Run)
+	if err == nil {
+		t.Fatal("want the capacity check to fail: 3 voters x (10Gi + 5Gi) do not fit 40Gi")
+	}
+	want := "requests.storage: the platform needs 45Gi but guardrails.quota.requests.storage is 40Gi"
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("error does not say %q:\n%v", want, err)
+	}
+	if n := len(mon.Resources()); n != 0 {
+		t.Fatalf("%d resources registered; want none", n)
+	}
+}
