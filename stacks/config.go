@@ -49,9 +49,11 @@ type KubernetesConfig struct {
 	OIDCProviderARN string `json:"oidcProviderArn"`
 	// OIDCIssuer is the cluster's OIDC issuer URL.
 	OIDCIssuer string `json:"oidcIssuer"`
-	// APIServerCIDRs are the addresses of the Kubernetes API, for egress.
+	// APIServerCIDRs are the API server's real addresses (`kubectl get
+	// endpoints kubernetes`), not the Service's ClusterIP: network policies
+	// see traffic after the Service is translated.
 	APIServerCIDRs []string `json:"apiServerCidrs,omitempty"`
-	// APIServerPort is the API's port as pods reach it.
+	// APIServerPort is the port of those endpoints (443 on EKS).
 	APIServerPort int `json:"apiServerPort,omitempty"`
 }
 
@@ -67,8 +69,8 @@ type GuardrailsConfig struct {
 	DefaultRequest map[string]string `json:"defaultRequest,omitempty"`
 	// DefaultLimit is the LimitRange's default container limit.
 	DefaultLimit map[string]string `json:"defaultLimit,omitempty"`
-	// AWSCIDRs are the destinations Vault (KMS) and the snapshot job (S3)
-	// may reach on 443; VPC endpoint ranges can replace 0.0.0.0/0.
+	// AWSCIDRs are the destinations Vault (KMS, STS) and the snapshot job
+	// (S3, STS) may reach on 443; VPC endpoint ranges can replace 0.0.0.0/0.
 	AWSCIDRs []string `json:"awsCidrs,omitempty"`
 	// ExtraAllows are further allowed flows between workloads.
 	ExtraAllows []AllowConfig `json:"extraAllows,omitempty"`

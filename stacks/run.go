@@ -92,24 +92,28 @@ func Compose(ctx *pulumi.Context, cfg *Config) (*Platform, error) {
 		return nil, fmt.Errorf("creating external secrets: %w", err)
 	}
 
-	exportOutputs(ctx, p)
+	for name, value := range p.Outputs() {
+		ctx.Export(name, value)
+	}
 	return p, nil
 }
 
-// exportOutputs publishes what operators and the runbooks refer to.
-func exportOutputs(ctx *pulumi.Context, p *Platform) {
-	ctx.Export("namespace", p.Guardrails.Namespace)
-	ctx.Export("vaultAddress", p.Vault.Address)
-	ctx.Export("vaultCaCertPem", p.Vault.CACertPEM)
-	ctx.Export("vaultTlsSecret", p.Vault.TLSSecretName)
-	ctx.Export("vaultReleaseStatus", p.Vault.ReleaseStatus)
-	ctx.Export("unsealKeyArn", p.Unseal.KeyARN)
-	ctx.Export("unsealKeyAlias", p.Unseal.AliasName)
-	ctx.Export("vaultRoleArn", p.Unseal.RoleARN)
-	ctx.Export("backupBucket", p.Backup.BucketName)
-	ctx.Export("snapshotCronJob", p.Backup.CronJobName)
-	ctx.Export("secretStore", p.ExternalSecrets.StoreName)
-	ctx.Export("externalSecrets", p.ExternalSecrets.ExternalSecretNames)
+// Outputs are the stack outputs operators and the runbooks refer to.
+func (p *Platform) Outputs() map[string]pulumi.Output {
+	return map[string]pulumi.Output{
+		"namespace":          p.Guardrails.Namespace,
+		"vaultAddress":       p.Vault.Address,
+		"vaultCaCertPem":     p.Vault.CACertPEM,
+		"vaultTlsSecret":     p.Vault.TLSSecretName,
+		"vaultReleaseStatus": p.Vault.ReleaseStatus,
+		"unsealKeyArn":       p.Unseal.KeyARN,
+		"unsealKeyAlias":     p.Unseal.AliasName,
+		"vaultRoleArn":       p.Unseal.RoleARN,
+		"backupBucket":       p.Backup.BucketName,
+		"snapshotCronJob":    p.Backup.CronJobName,
+		"secretStore":        p.ExternalSecrets.StoreName,
+		"externalSecrets":    p.ExternalSecrets.ExternalSecretNames,
+	}
 }
 
 func optionalString(s string) pulumi.StringPtrInput {

@@ -55,8 +55,12 @@ func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 				"component":                  "server",
 			},
 			// Every pod of the external-secrets chart carries its release
-			// as instance; the webhook's name label sets it apart.
+			// as instance; the name label tells its three deployments apart.
 			ExternalSecretsPodLabels: map[string]string{"app.kubernetes.io/instance": esoRelease},
+			ExternalSecretsControllerPodLabels: map[string]string{
+				"app.kubernetes.io/name":     "external-secrets",
+				"app.kubernetes.io/instance": esoRelease,
+			},
 			ExternalSecretsWebhookPodLabels: map[string]string{
 				"app.kubernetes.io/name":     "external-secrets-webhook",
 				"app.kubernetes.io/instance": esoRelease,
