@@ -1,0 +1,279 @@
+package backup
+
+import (
+	"fmt"
+
+	batchv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/batch/v1"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	k8scorev1 "k8s.io/api/core/v1"
+
+	"github.com/secrets-platform/secrets-platform/components/kube"
+)
+
+// CACertKey is the key of VaultCASecretName that holds the CA certificate.
+const CACertKey = "ca.crt"
+
+// Where the snapshot pod mounts what it uses.
+const (
+	// SnapshotDir is the emptyDir the snapshot is written to and read from.
+	SnapshotDir = "/snapshots"
+	// CACertPath is VAULT_CACERT, the CA mounted from VaultCASecretName.
+	CACertPath = "/vault/tls/" + CACertKey
+	// VaultTokenPath is the projected service account token the job logs
+	// in to Vault with. It is mounted into the Vault container only.
+	VaultTokenPath = "/var/run/secrets/vault/token"
+)
+
+// IDs the containers run as: the vault user and group of the hashicorp/vault
+// image (also what the vault chart runs the server as). The AWS CLI runs as
+// any user, and shares the snapshot directory through the group.
+const (
+	runAsUser  = 100
+	runAsGroup = 1000
+	fsGroup    = 1000
+)
+
+// Job limits. The schedule is hours apart; a run that cannot start within
+// 15 minutes or finish within 30 is skipped or stopped and shows as failed.
+const (
+	successfulJobsHistory = 3
+	failedJobsHistory     = 3
+	startingDeadline      = 15 * 60
+	activeDeadline        = 30 * 60
+	backoffLimit          = 2
+	vaultTokenLifetime    = 10 * 60 // the shortest a projected token may live
+)
+
+const snapshotFile = SnapshotDir + "/vault.snap"
+
+// saveScript logs in with the Kubernetes auth method, saves a snapshot over
+// TLS, and revokes its token. Config reaches it through the environment,
+// never spliced into the script.
+const saveScript = `set -eu
+token="$(vault write -field=token "auth/${VAULT_AUTH_MOUNT}/login" role="${VAULT_AUTH_ROLE}" jwt=@` + VaultTokenPath + `)"
+export VAULT_TOKEN="${token}"
+vault operator raft snapshot save ` + snapshotFile + `
+vault token revoke -self || echo "could not revoke the job's Vault token; it expires with its TTL" >&2
+`
+
+// uploadScript uploads the snapshot under a UTC timestamp, asking for the
+// bucket's key explicitly (the bucket policy denies any other).
+const uploadScript = `set -eu
+test -s ` + snapshotFile + `
+key="${SNAPSHOT_PREFIX}/$(date -u +%Y%m%dT%H%M%SZ).snap"
+aws s3 cp ` + snapshotFile + ` "s3://${SNAPSHOT_BUCKET}/${key}" --sse aws:kms --sse-kms-key-id "${SNAPSHOT_KMS_KEY_ARN}" --only-show-errors
+echo "uploaded s3://${SNAPSHOT_BUCKET}/${key}"
+`
+
+// PodLabels are the labels of the snapshot pods of the BackupBucket called
+// name, for network policies to select them.
+func PodLabels(name string) map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/name":      "vault-raft-snapshot",
+		"app.kubernetes.io/instance":  name,
+		"app.kubernetes.io/component": "backup",
+		"app.kubernetes.io/part-of":   "secrets-platform",
+	}
+}
+
+// jobTargets are the AWS resources the job writes to and as.
+type jobTargets struct {
+	bucket, keyARN, roleARN pulumi.StringOutput
+}
+
+// newSnapshotJob creates the job's service account (annotated for IRSA) and
+// the CronJob.
+func newSnapshotJob(ctx *pulumi.Context, name string, cfg settings, args *BackupBucketArgs, to jobTargets, parent pulumi.ResourceOption) (*batchv1.CronJob, error) {
+	labels := pulumi.ToStringMap(PodLabels(name))
+
+	sa, err := corev1.NewServiceAccount(ctx, name+"-job", &corev1.ServiceAccountArgs{
+		Metadata: &metav1.ObjectMetaArgs{
+			Name:        pulumi.String(cfg.serviceAccount),
+			Namespace:   args.Namespace,
+			Labels:      labels,
+			Annotations: pulumi.StringMap{"eks.amazonaws.com/role-arn": to.roleARN},
+		},
+		// The pod mounts a token of its own, in the Vault container only.
+		AutomountServiceAccountToken: pulumi.Bool(false),
+	}, parent)
+	if err != nil {
+		return nil, fmt.Errorf("creating snapshot service account: %w", err)
+	}
+
+	resources := &corev1.ResourceRequirementsArgs{
+		Requests: pulumi.ToStringMap(args.Resources.Requests),
+		Limits:   pulumi.ToStringMap(args.Resources.Limits),
+	}
+	containerSC := securityContext(kube.RestrictedContainerSecurityContext(runAsUser, runAsGroup, true))
+	tmp := &corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}
+	home := &corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/tmp")}
+
+	token := &corev1.ServiceAccountTokenProjectionArgs{
+		Path:              pulumi.String("token"),
+		ExpirationSeconds: pulumi.Int(vaultTokenLifetime),
+	}
+	if args.VaultTokenAudience != "" {
+		token.Audience = pulumi.String(args.VaultTokenAudience)
+	}
+
+	save := &corev1.ContainerArgs{
+		Name:    pulumi.String("snapshot"),
+		Image:   pulumi.String(args.VaultImage),
+		Command: pulumi.ToStringArray([]string{"/bin/sh", "-c", saveScript}),
+		Env: corev1.EnvVarArray{
+			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_ADDR"), Value: args.VaultAddress},
+			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_CACERT"), Value: pulumi.String(CACertPath)},
+			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_AUTH_MOUNT"), Value: pulumi.String(cfg.authMount)},
+			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_AUTH_ROLE"), Value: pulumi.String(cfg.vaultRole)},
+			// Streaming a large snapshot takes longer than the CLI's 60 s.
+			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_CLIENT_TIMEOUT"), Value: pulumi.String("600s")},
+			home,
+		},
+		VolumeMounts: corev1.VolumeMountArray{
+			&corev1.VolumeMountArgs{Name: pulumi.String("snapshots"), MountPath: pulumi.String(SnapshotDir)},
+			&corev1.VolumeMountArgs{Name: pulumi.String("vault-ca"), MountPath: pulumi.String("/vault/tls"), ReadOnly: pulumi.Bool(true)},
+			&corev1.VolumeMountArgs{Name: pulumi.String("vault-token"), MountPath: pulumi.String("/var/run/secrets/vault"), ReadOnly: pulumi.Bool(true)},
+			tmp,
+		},
+		Resources:       resources,
+		SecurityContext: containerSC,
+	}
+	upload := &corev1.ContainerArgs{
+		Name:    pulumi.String("upload"),
+		Image:   pulumi.String(args.AWSCLIImage),
+		Command: pulumi.ToStringArray([]string{"/bin/sh", "-c", uploadScript}),
+		Env: corev1.EnvVarArray{
+			&corev1.EnvVarArgs{Name: pulumi.String("SNAPSHOT_BUCKET"), Value: to.bucket},
+			&corev1.EnvVarArgs{Name: pulumi.String("SNAPSHOT_PREFIX"), Value: pulumi.String(cfg.prefix)},
+			&corev1.EnvVarArgs{Name: pulumi.String("SNAPSHOT_KMS_KEY_ARN"), Value: to.keyARN},
+			&corev1.EnvVarArgs{Name: pulumi.String("AWS_REGION"), Value: args.Region},
+			home,
+		},
+		VolumeMounts: corev1.VolumeMountArray{
+			&corev1.VolumeMountArgs{Name: pulumi.String("snapshots"), MountPath: pulumi.String(SnapshotDir), ReadOnly: pulumi.Bool(true)},
+			tmp,
+		},
+		Resources:       resources,
+		SecurityContext: containerSC,
+	}
+
+	pod := &corev1.PodSpecArgs{
+		ServiceAccountName:           sa.Metadata.Name(),
+		AutomountServiceAccountToken: pulumi.Bool(false),
+		EnableServiceLinks:           pulumi.Bool(false),
+		RestartPolicy:                pulumi.String("Never"), // a failed run is retried as a new pod, up to backoffLimit
+		SecurityContext:              podSecurityContext(kube.RestrictedPodSecurityContext(runAsUser, runAsGroup, fsGroup)),
+		InitContainers:               corev1.ContainerArray{save},
+		Containers:                   corev1.ContainerArray{upload},
+		Volumes: corev1.VolumeArray{
+			&corev1.VolumeArgs{Name: pulumi.String("snapshots"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{}},
+			&corev1.VolumeArgs{Name: pulumi.String("tmp"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("64Mi")}},
+			&corev1.VolumeArgs{Name: pulumi.String("vault-ca"), Secret: &corev1.SecretVolumeSourceArgs{
+				SecretName: args.VaultCASecretName,
+				Items: corev1.KeyToPathArray{
+					&corev1.KeyToPathArgs{Key: pulumi.String(CACertKey), Path: pulumi.String(CACertKey)},
+				},
+			}},
+			&corev1.VolumeArgs{Name: pulumi.String("vault-token"), Projected: &corev1.ProjectedVolumeSourceArgs{
+				Sources: corev1.VolumeProjectionArray{
+					&corev1.VolumeProjectionArgs{ServiceAccountToken: token},
+				},
+			}},
+		},
+	}
+
+	cronJob, err := batchv1.NewCronJob(ctx, name+"-snapshot", &batchv1.CronJobArgs{
+		Metadata: &metav1.ObjectMetaArgs{
+			Name:      pulumi.String(cfg.cronJobName),
+			Namespace: args.Namespace,
+			Labels:    labels,
+		},
+		Spec: &batchv1.CronJobSpecArgs{
+			Schedule:                   pulumi.String(cfg.schedule),
+			TimeZone:                   pulumi.String("Etc/UTC"),
+			ConcurrencyPolicy:          pulumi.String("Forbid"),
+			StartingDeadlineSeconds:    pulumi.Int(startingDeadline),
+			SuccessfulJobsHistoryLimit: pulumi.Int(successfulJobsHistory),
+			FailedJobsHistoryLimit:     pulumi.Int(failedJobsHistory),
+			JobTemplate: &batchv1.JobTemplateSpecArgs{
+				Metadata: &metav1.ObjectMetaArgs{Labels: labels},
+				Spec: &batchv1.JobSpecArgs{
+					BackoffLimit:          pulumi.Int(backoffLimit),
+					ActiveDeadlineSeconds: pulumi.Int(activeDeadline),
+					Template: &corev1.PodTemplateSpecArgs{
+						Metadata: &metav1.ObjectMetaArgs{Labels: labels},
+						Spec:     pod,
+					},
+				},
+			},
+		},
+	}, parent)
+	if err != nil {
+		return nil, fmt.Errorf("creating snapshot CronJob: %w", err)
+	}
+	return cronJob, nil
+}
+
+// podSecurityContext carries kube's restricted pod security context over to
+// the Pulumi type, field by field.
+func podSecurityContext(sc *k8scorev1.PodSecurityContext) *corev1.PodSecurityContextArgs {
+	out := &corev1.PodSecurityContextArgs{
+		RunAsNonRoot: boolPtr(sc.RunAsNonRoot),
+		RunAsUser:    intPtr(sc.RunAsUser),
+		RunAsGroup:   intPtr(sc.RunAsGroup),
+		FsGroup:      intPtr(sc.FSGroup),
+	}
+	if sc.SeccompProfile != nil {
+		out.SeccompProfile = &corev1.SeccompProfileArgs{Type: pulumi.String(string(sc.SeccompProfile.Type))}
+	}
+	return out
+}
+
+// securityContext carries kube's restricted container security context over
+// to the Pulumi type, field by field.
+func securityContext(sc *k8scorev1.SecurityContext) *corev1.SecurityContextArgs {
+	out := &corev1.SecurityContextArgs{
+		AllowPrivilegeEscalation: boolPtr(sc.AllowPrivilegeEscalation),
+		RunAsNonRoot:             boolPtr(sc.RunAsNonRoot),
+		RunAsUser:                intPtr(sc.RunAsUser),
+		RunAsGroup:               intPtr(sc.RunAsGroup),
+		ReadOnlyRootFilesystem:   boolPtr(sc.ReadOnlyRootFilesystem),
+	}
+	if sc.Capabilities != nil {
+		out.Capabilities = &corev1.CapabilitiesArgs{
+			Add:  capabilities(sc.Capabilities.Add),
+			Drop: capabilities(sc.Capabilities.Drop),
+		}
+	}
+	if sc.SeccompProfile != nil {
+		out.SeccompProfile = &corev1.SeccompProfileArgs{Type: pulumi.String(string(sc.SeccompProfile.Type))}
+	}
+	return out
+}
+
+func boolPtr(b *bool) pulumi.BoolPtrInput {
+	if b == nil {
+		return nil
+	}
+	return pulumi.Bool(*b)
+}
+
+func intPtr(i *int64) pulumi.IntPtrInput {
+	if i == nil {
+		return nil
+	}
+	return pulumi.Int(int(*i))
+}
+
+func capabilities(cs []k8scorev1.Capability) pulumi.StringArrayInput {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = string(c)
+	}
+	return pulumi.ToStringArray(out)
+}
