@@ -1,0 +1,163 @@
+package externalsecrets
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/secrets-platform/secrets-platform/components/kube"
+)
+
+// Typed values of the external-secrets chart. Keys checked against
+// deploy/charts/external-secrets/values.yaml and values.schema.json of
+// external-secrets/external-secrets, and the chart README of version 2.0.0
+// (the newest whose version could be read; 2.9.0 itself was not in the
+// index). The schema does not forbid extra properties, so the security
+// contexts may carry fields the chart's defaults do not list.
+
+// esoUID is the user the chart's default securityContext runs as
+// (runAsUser: 1000); the group and fsGroup follow it, as in the seed
+// (fsGroup: 1000).
+const esoUID = 1000
+
+type helmValues struct {
+	// fullnameOverride pins every object's name to the release name instead
+	// of "<release>-external-secrets".
+	FullnameOverride string `json:"fullnameOverride"`
+	// installCRDs renders the CRDs from templates/crds; crds.* selects them.
+	InstallCRDs bool      `json:"installCRDs"`
+	CRDs        crdValues `json:"crds"`
+
+	ReplicaCount int `json:"replicaCount"`
+	// leaderElect keeps a single active controller when replicas > 1.
+	LeaderElect         bool                        `json:"leaderElect"`
+	PodDisruptionBudget podDisruptionBudget         `json:"podDisruptionBudget"`
+	PodSecurityContext  podSecurityContext          `json:"podSecurityContext"`
+	SecurityContext     containerSecurityContext    `json:"securityContext"`
+	Resources           corev1.ResourceRequirements `json:"resources"`
+
+	// serviceMonitor.enabled renders the ServiceMonitors of the controller,
+	// the webhook and the cert controller, and the metrics Service.
+	ServiceMonitor   enabled `json:"serviceMonitor"`
+	GrafanaDashboard enabled `json:"grafanaDashboard"`
+
+	Webhook        webhookValues        `json:"webhook"`
+	CertController certControllerValues `json:"certController"`
+}
+
+type crdValues struct {
+	CreateSecretStore        bool `json:"createSecretStore"`
+	CreateClusterSecretStore bool `json:"createClusterSecretStore"`
+}
+
+type webhookValues struct {
+	ReplicaCount        int                         `json:"replicaCount"`
+	PodDisruptionBudget podDisruptionBudget         `json:"podDisruptionBudget"`
+	PodSecurityContext  podSecurityContext          `json:"podSecurityContext"`
+	SecurityContext     containerSecurityContext    `json:"securityContext"`
+	Resources           corev1.ResourceRequirements `json:"resources"`
+	// The chart names this account "external-secrets-webhook" unless told,
+	// whatever the release is called.
+	ServiceAccount serviceAccountValues `json:"serviceAccount"`
+}
+
+type certControllerValues struct {
+	PodSecurityContext podSecurityContext          `json:"podSecurityContext"`
+	SecurityContext    containerSecurityContext    `json:"securityContext"`
+	Resources          corev1.ResourceRequirements `json:"resources"`
+	// Default "external-secrets-cert-controller", as for the webhook.
+	ServiceAccount serviceAccountValues `json:"serviceAccount"`
+}
+
+type serviceAccountValues struct {
+	Name string `json:"name"`
+}
+
+type enabled struct {
+	Enabled bool `json:"enabled"`
+}
+
+type podDisruptionBudget struct {
+	Enabled      bool `json:"enabled"`
+	MinAvailable *int `json:"minAvailable,omitempty"`
+}
+
+// The chart's security contexts carry an extra "enabled" key, which its
+// templates strip before rendering (renderSecurityContext omits it). The
+// Kubernetes fields are inlined next to it.
+type podSecurityContext struct {
+	Enabled bool `json:"enabled"`
+	corev1.PodSecurityContext
+}
+
+type containerSecurityContext struct {
+	Enabled bool `json:"enabled"`
+	corev1.SecurityContext
+}
+
+// chartValues returns the release's values for the component name and its
+// defaulted args.
+func chartValues(name string, a *ExternalSecretsStackArgs) (map[string]any, error) {
+	controller, err := a.Resources.Controller.Requirements()
+	if err != nil {
+		return nil, fmt.Errorf("controller resources: %w", err)
+	}
+	webhook, err := a.Resources.Webhook.Requirements()
+	if err != nil {
+		return nil, fmt.Errorf("webhook resources: %w", err)
+	}
+	certController, err := a.Resources.CertController.Requirements()
+	if err != nil {
+		return nil, fmt.Errorf("cert controller resources: %w", err)
+	}
+
+	// A PDB with minAvailable 1 over a single replica would block every
+	// node drain, so it exists only with more than one.
+	pdb := podDisruptionBudget{}
+	if a.Replicas > 1 {
+		pdb = podDisruptionBudget{Enabled: true, MinAvailable: new(1)}
+	}
+
+	return kube.ValuesMap(helmValues{
+		FullnameOverride:    name,
+		InstallCRDs:         true,
+		CRDs:                crdValues{CreateSecretStore: true, CreateClusterSecretStore: true},
+		ReplicaCount:        a.Replicas,
+		LeaderElect:         a.Replicas > 1,
+		PodDisruptionBudget: pdb,
+		PodSecurityContext:  restrictedPod(),
+		SecurityContext:     restrictedContainer(),
+		Resources:           controller,
+		ServiceMonitor:      enabled{a.PrometheusOperator},
+		GrafanaDashboard:    enabled{a.PrometheusOperator},
+		Webhook: webhookValues{
+			ReplicaCount:        a.Replicas,
+			PodDisruptionBudget: pdb,
+			PodSecurityContext:  restrictedPod(),
+			SecurityContext:     restrictedContainer(),
+			Resources:           webhook,
+			ServiceAccount:      serviceAccountValues{Name: name + "-webhook"},
+		},
+		CertController: certControllerValues{
+			PodSecurityContext: restrictedPod(),
+			SecurityContext:    restrictedContainer(),
+			Resources:          certController,
+			ServiceAccount:     serviceAccountValues{Name: name + "-cert-controller"},
+		},
+	})
+}
+
+// restrictedPod restates, and completes, the chart's pod defaults (only
+// `enabled: true`): non-root with fixed IDs and seccomp RuntimeDefault.
+func restrictedPod() podSecurityContext {
+	return podSecurityContext{Enabled: true, PodSecurityContext: *kube.RestrictedPodSecurityContext(esoUID, esoUID, esoUID)}
+}
+
+// restrictedContainer restates the chart's container defaults
+// (allowPrivilegeEscalation false, capabilities drop ALL,
+// readOnlyRootFilesystem true, runAsNonRoot true, runAsUser 1000, seccomp
+// RuntimeDefault) and adds runAsGroup, so the restricted profile does not
+// depend on the chart keeping them.
+func restrictedContainer() containerSecurityContext {
+	return containerSecurityContext{Enabled: true, SecurityContext: *kube.RestrictedContainerSecurityContext(esoUID, esoUID, true)}
+}
