@@ -106,7 +106,8 @@ type VaultConfig struct {
 	ChartRepo string `json:"chartRepo,omitempty"`
 	// ServiceAccount is Vault's service account name.
 	ServiceAccount string `json:"serviceAccount,omitempty"`
-	// Mlock keeps mlock on; only allowed with a baseline namespace.
+	// Mlock keeps mlock on; rejected, since IPC_LOCK is admitted only by the
+	// privileged Pod Security level (see the README).
 	Mlock bool `json:"mlock,omitempty"`
 	// TLS configures Vault's certificates.
 	TLS TLSConfig `json:"tls"`

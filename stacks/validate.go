@@ -151,8 +151,11 @@ func (c *Config) validateVault(p *problems) {
 	chartVersion(p, "vault.chartVersion", v.ChartVersion)
 	httpsURL(p, "vault.chartRepo", v.ChartRepo)
 	dnsLabel(p, "vault.serviceAccount", v.ServiceAccount)
-	if v.Mlock && c.Guardrails.PodSecurityLevel == "restricted" {
-		p.addf("vault.mlock", "true needs the IPC_LOCK capability, which the restricted Pod Security level forbids; keep mlock off (HashiCorp recommends disable_mlock with Raft) or set guardrails.podSecurityLevel to baseline")
+	if v.Mlock {
+		// DESIGN decision 1 allowed mlock with a baseline namespace, but
+		// baseline admits no IPC_LOCK either: only privileged does, and a
+		// privileged namespace is no guardrail.
+		p.addf("vault.mlock", "true needs the IPC_LOCK capability, which neither the %s level of guardrails.podSecurityLevel nor any level the platform offers (restricted, baseline) admits; keep mlock off, as HashiCorp recommends with Raft storage", c.Guardrails.PodSecurityLevel)
 	}
 	t := v.TLS
 	if t.ValidityHours <= 0 {
@@ -405,8 +408,8 @@ func requestsAndLimits(p *problems, key string, r kube.Resources, reqName, limNa
 	req := quantities(p, key+"."+reqName, r.Requests)
 	lim := quantities(p, key+"."+limName, r.Limits)
 	for _, name := range sortedKeys(req) {
-		if l, ok := lim[name]; ok && req[name].Cmp(l) > 0 {
-			q := req[name]
+		q := req[name]
+		if l, ok := lim[name]; ok && q.Cmp(l) > 0 {
 			p.addf(key+"."+reqName+"."+name, "%s is above the limit %s; a request cannot exceed its limit", q.String(), l.String())
 		}
 	}

@@ -48,12 +48,7 @@ func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 		DefaultRequest:     g.DefaultRequest,
 		DefaultLimit:       g.DefaultLimit,
 		Network: guardrails.NetworkArgs{
-			// Labels the vault chart puts on its server pods.
-			VaultPodLabels: map[string]string{
-				"app.kubernetes.io/name":     "vault",
-				"app.kubernetes.io/instance": vaultRelease,
-				"component":                  "server",
-			},
+			VaultPodLabels: vault.ServerPodLabels(vaultRelease),
 			// Every pod of the external-secrets chart carries its release
 			// as instance; the name label tells its three deployments apart.
 			ExternalSecretsPodLabels: map[string]string{"app.kubernetes.io/instance": esoRelease},

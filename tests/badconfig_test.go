@@ -38,13 +38,17 @@ func TestBadConfigFailsBeforeAnythingIsCreated(t *testing.T) {
 			v["tls"] = map[string]any{"validityHours": 720, "earlyRenewalHours": 720}
 		}), "vault.tls.earlyRenewalHours: 720 must be above 0 and below vault.tls.validityHours (720)"},
 		{"mlock with restricted namespace", with("vault", func(v map[string]any) { v["mlock"] = true }),
-			"vault.mlock: true needs the IPC_LOCK capability, which the restricted Pod Security level forbids"},
+			"vault.mlock: true needs the IPC_LOCK capability, which neither the restricted level"},
+		{"mlock with baseline namespace", merge(
+			with("vault", func(v map[string]any) { v["mlock"] = true }),
+			with("guardrails", func(g map[string]any) { g["podSecurityLevel"] = "baseline" }),
+		), "vault.mlock: true needs the IPC_LOCK capability, which neither the baseline level"},
 		{"unparsable vault memory", with("vault", func(v map[string]any) {
 			v["resources"] = map[string]any{"requests": map[string]any{"cpu": "1", "memory": "lots"}, "limits": map[string]any{"cpu": "2", "memory": "2Gi"}}
 		}), `vault.resources.requests.memory: "lots" is not a Kubernetes quantity`},
-		{"vault without limits", with("vault", func(v map[string]any) {
-			v["resources"] = map[string]any{"requests": map[string]any{"cpu": "1", "memory": "1Gi"}, "limits": map[string]any{}}
-		}), "vault.resources.limits.cpu: required"},
+		{"vault request above its limit", with("vault", func(v map[string]any) {
+			v["resources"] = map[string]any{"requests": map[string]any{"cpu": "4", "memory": "1Gi"}, "limits": map[string]any{"cpu": "2", "memory": "2Gi"}}
+		}), "vault.resources.requests.cpu: 4 is above the limit 2"},
 		{"misspelt vault key", with("vault", func(v map[string]any) { v["replica"] = 3 }),
 			`vault: json: unknown field "replica"`},
 		{"unparsable quota", with("guardrails", func(g map[string]any) {
@@ -97,6 +101,16 @@ func TestBadConfigFailsBeforeAnythingIsCreated(t *testing.T) {
 			}
 		})
 	}
+}
+
+func merge(overrides ...map[string]any) map[string]any {
+	out := map[string]any{}
+	for _, o := range overrides {
+		for k, v := range o {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // TestOverQuotaFailsWithTheNumbers shows the capacity check naming what the

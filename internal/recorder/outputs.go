@@ -96,7 +96,12 @@ func mockOutputs(typeToken, name, id string, inputs resource.PropertyMap) (resou
 		}
 	}
 	if typeToken == "kubernetes:helm.sh/v3:Release" {
-		set("status", map[string]any{"status": "deployed", "name": name, "version": 1})
+		// ReleaseStatus: version is the chart's version, revision the
+		// release's counter.
+		set("status", map[string]any{
+			"status": "deployed", "name": plainString(inputs, "name"),
+			"chart": plainString(inputs, "chart"), "version": plainString(inputs, "version"), "revision": 1,
+		})
 	}
 	return out, nil
 }

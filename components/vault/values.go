@@ -1,0 +1,300 @@
+package vault
+
+import (
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/secrets-platform/secrets-platform/components/kube"
+)
+
+// The typed values of the hashicorp/vault chart. JSON names are the chart's
+// keys, checked against vault-helm's values.yaml, values.schema.json and
+// templates (_helpers.tpl, server-statefulset.yaml,
+// prometheus-servicemonitor.yaml). Only what this component sets is here;
+// everything else keeps the chart's default.
+
+type chartValues struct {
+	// Read by "vault.fullname" in _helpers.tpl (not listed in values.yaml):
+	// every object is then named <release>, <release>-internal, ...
+	FullnameOverride string                `json:"fullnameOverride"`
+	Global           globalValues          `json:"global"`
+	Injector         enabledValues         `json:"injector"`
+	Server           serverValues          `json:"server"`
+	ServerTelemetry  serverTelemetryValues `json:"serverTelemetry"`
+}
+
+type globalValues struct {
+	Enabled bool `json:"enabled"`
+	// false: https everywhere, including the VAULT_ADDR the chart sets on
+	// the pods ("vault.scheme" -> https://127.0.0.1:8200), the probes'
+	// scheme and the ServiceMonitor's.
+	TLSDisable bool `json:"tlsDisable"`
+}
+
+type enabledValues struct {
+	Enabled bool `json:"enabled"`
+}
+
+type serverValues struct {
+	Resources      *corev1.ResourceRequirements `json:"resources,omitempty"`
+	ReadinessProbe probeValues                  `json:"readinessProbe"`
+	LivenessProbe  probeValues                  `json:"livenessProbe"`
+	// Rendered as env entries of the vault container.
+	ExtraEnvironmentVars map[string]string `json:"extraEnvironmentVars,omitempty"`
+	// Rendered with toYaml into the pod (volumes) and the vault container
+	// (volumeMounts); extraVolumes is deprecated.
+	Volumes      []corev1.Volume      `json:"volumes"`
+	VolumeMounts []corev1.VolumeMount `json:"volumeMounts"`
+	// A string or an object in the chart; an object replaces its default.
+	Affinity                  *corev1.Affinity                  `json:"affinity"`
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints"`
+	// Adds a config checksum annotation to the pods: with the chart's
+	// OnDelete update strategy it shows which pods run an old config.
+	IncludeConfigAnnotation bool          `json:"includeConfigAnnotation"`
+	DataStorage             storageValues `json:"dataStorage"`
+	AuditStorage            storageValues `json:"auditStorage"`
+	// Rendered into the StatefulSet on Kubernetes >= 1.23.
+	PersistentVolumeClaimRetentionPolicy *appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy `json:"persistentVolumeClaimRetentionPolicy"`
+	HA                                   haValues                                                `json:"ha"`
+	ServiceAccount                       serviceAccountValues                                    `json:"serviceAccount"`
+	StatefulSet                          statefulSetValues                                       `json:"statefulSet"`
+}
+
+// probeValues: the chart renders an httpGet probe on port 8200 with the
+// scheme of global.tlsDisable when path is set; zero numbers keep the
+// chart's defaults.
+type probeValues struct {
+	Enabled             bool   `json:"enabled"`
+	Path                string `json:"path,omitempty"`
+	InitialDelaySeconds int    `json:"initialDelaySeconds,omitempty"`
+	PeriodSeconds       int    `json:"periodSeconds,omitempty"`
+	TimeoutSeconds      int    `json:"timeoutSeconds,omitempty"`
+	FailureThreshold    int    `json:"failureThreshold,omitempty"`
+}
+
+type storageValues struct {
+	Enabled   bool   `json:"enabled"`
+	Size      string `json:"size"`
+	MountPath string `json:"mountPath"`
+	// null: the cluster's default StorageClass.
+	StorageClass *string `json:"storageClass,omitempty"`
+}
+
+type haValues struct {
+	Enabled          bool                   `json:"enabled"`
+	Replicas         int                    `json:"replicas"`
+	Raft             raftValues             `json:"raft"`
+	DisruptionBudget disruptionBudgetValues `json:"disruptionBudget"`
+}
+
+type raftValues struct {
+	Enabled bool `json:"enabled"`
+	// VAULT_RAFT_NODE_ID = the pod name.
+	SetNodeID bool `json:"setNodeId"`
+	// The server configuration, HCL.
+	Config string `json:"config"`
+}
+
+type disruptionBudgetValues struct {
+	Enabled        bool `json:"enabled"`
+	MaxUnavailable int  `json:"maxUnavailable"`
+}
+
+type serviceAccountValues struct {
+	Create      bool              `json:"create"`
+	Name        string            `json:"name"`
+	Annotations map[string]string `json:"annotations"`
+	// The Role that lets Vault label its pods (service_registration).
+	ServiceDiscovery enabledValues `json:"serviceDiscovery"`
+}
+
+type statefulSetValues struct {
+	SecurityContext securityContextValues `json:"securityContext"`
+}
+
+// securityContextValues replace the chart's defaults in full when set.
+type securityContextValues struct {
+	Pod       *corev1.PodSecurityContext `json:"pod"`
+	Container *corev1.SecurityContext    `json:"container"`
+}
+
+type serverTelemetryValues struct {
+	ServiceMonitor serviceMonitorValues `json:"serviceMonitor"`
+}
+
+type serviceMonitorValues struct {
+	Enabled bool `json:"enabled"`
+	// Prometheus Operator's SafeTLSConfig; without it the chart's
+	// ServiceMonitor skips verification (insecureSkipVerify).
+	TLSConfig *scrapeTLSConfig `json:"tlsConfig,omitempty"`
+}
+
+type scrapeTLSConfig struct {
+	CA         secretOrConfigMap `json:"ca"`
+	ServerName string            `json:"serverName"`
+}
+
+type secretOrConfigMap struct {
+	Secret secretKeySelector `json:"secret"`
+}
+
+type secretKeySelector struct {
+	Name string `json:"name"`
+	Key  string `json:"key"`
+}
+
+// Health endpoint queries. Ready also when sealed or uninitialised, so the
+// first install completes before `vault operator init` (DESIGN decision 3);
+// alive whenever Vault answers at all: restarting a sealed or standby pod
+// would not help it.
+const (
+	readinessPath = "/v1/sys/health?standbyok=true&sealedcode=204&uninitcode=204"
+	livenessPath  = "/v1/sys/health?standbyok=true&perfstandbyok=true&sealedcode=204&uninitcode=204"
+)
+
+// Vault's user and group in the hashicorp/vault image (also the chart's
+// defaults for server.uid and server.gid).
+const (
+	vaultUID = 100
+	vaultGID = 1000
+)
+
+// IRSA: the EKS pod identity webhook reads this service account annotation.
+const irsaRoleAnnotation = "eks.amazonaws.com/role-arn"
+
+// Volume names in the pod; the chart itself uses config, home, data, audit.
+const (
+	tlsVolume = "tls"
+	tmpVolume = "tmp"
+)
+
+// valuesParams are the resolved inputs of the chart values.
+type valuesParams struct {
+	Name               string
+	Namespace          string
+	Replicas           int
+	Config             string
+	TLSSecretName      string
+	CASecretName       string
+	ServiceAccountName string
+	RoleARN            string
+	Resources          kube.Resources
+	DataStorageSize    string
+	AuditStorageSize   string
+	StorageClass       string
+	Mlock              bool
+	PrometheusOperator bool
+}
+
+// tlsDir is where the TLS secret is mounted in the Vault container.
+func tlsDir(tlsSecretName string) string {
+	return userConfigDir + "/" + tlsSecretName
+}
+
+// chartValuesFor builds the typed values of the vault chart.
+func chartValuesFor(p valuesParams) (*chartValues, error) {
+	resources, err := p.Resources.Requirements()
+	if err != nil {
+		return nil, fmt.Errorf("vault resources: %w", err)
+	}
+	var storageClass *string
+	if p.StorageClass != "" {
+		storageClass = ptr.To(p.StorageClass)
+	}
+
+	pod := kube.RestrictedPodSecurityContext(vaultUID, vaultGID, vaultGID)
+	// Raft data can grow large: chown it only when the volume's root does
+	// not match already.
+	pod.FSGroupChangePolicy = ptr.To(corev1.FSGroupChangeOnRootMismatch)
+	// Vault writes only to its volumes: data, audit, /home/vault (an
+	// emptyDir of the chart) and /tmp, where the chart's start-up script
+	// copies the config before substituting placeholders.
+	container := kube.RestrictedContainerSecurityContext(vaultUID, vaultGID, true)
+	if p.Mlock {
+		// Forbidden by both restricted and baseline; stacks only allows it
+		// where the namespace admits it.
+		container.Capabilities.Add = []corev1.Capability{"IPC_LOCK"}
+	}
+
+	selector := &metav1.LabelSelector{MatchLabels: ServerPodLabels(p.Name)}
+	v := &chartValues{
+		FullnameOverride: p.Name,
+		Global:           globalValues{Enabled: true, TLSDisable: false},
+		// ExternalSecrets delivers secrets; no agent sidecars.
+		Injector: enabledValues{Enabled: false},
+		Server: serverValues{
+			Resources:      &resources,
+			ReadinessProbe: probeValues{Enabled: true, Path: readinessPath},
+			LivenessProbe: probeValues{
+				Enabled:             true,
+				Path:                livenessPath,
+				InitialDelaySeconds: 60,
+				PeriodSeconds:       10,
+				TimeoutSeconds:      5,
+				FailureThreshold:    6,
+			},
+			// For the vault CLI in the pod; VAULT_ADDR is the chart's.
+			ExtraEnvironmentVars: map[string]string{"VAULT_CACERT": tlsDir(p.TLSSecretName) + "/ca.crt"},
+			Volumes: []corev1.Volume{
+				{Name: tlsVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+					SecretName: p.TLSSecretName,
+					// Group-readable: Vault's group is the pod's fsGroup.
+					DefaultMode: ptr.To[int32](0o440),
+				}}},
+				{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			},
+			VolumeMounts: []corev1.VolumeMount{
+				{Name: tlsVolume, MountPath: tlsDir(p.TLSSecretName), ReadOnly: true},
+				{Name: tmpVolume, MountPath: "/tmp"},
+			},
+			Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+				// One voter per node: losing a node costs one vote.
+				RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+					LabelSelector: selector,
+					TopologyKey:   corev1.LabelHostname,
+				}},
+			}},
+			TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+				MaxSkew:           1,
+				TopologyKey:       corev1.LabelTopologyZone,
+				WhenUnsatisfiable: corev1.ScheduleAnyway,
+				LabelSelector:     selector,
+			}},
+			IncludeConfigAnnotation: true,
+			DataStorage:             storageValues{Enabled: true, Size: p.DataStorageSize, MountPath: dataPath, StorageClass: storageClass},
+			AuditStorage:            storageValues{Enabled: true, Size: p.AuditStorageSize, MountPath: auditPath, StorageClass: storageClass},
+			// The Raft data outlives scale-down and uninstall.
+			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+				WhenDeleted: appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+				WhenScaled:  appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+			},
+			HA: haValues{
+				Enabled:  true,
+				Replicas: p.Replicas,
+				Raft:     raftValues{Enabled: true, SetNodeID: true, Config: p.Config},
+				// The only PDB (DESIGN decision 2).
+				DisruptionBudget: disruptionBudgetValues{Enabled: true, MaxUnavailable: 1},
+			},
+			ServiceAccount: serviceAccountValues{
+				Create:           true,
+				Name:             p.ServiceAccountName,
+				Annotations:      map[string]string{irsaRoleAnnotation: p.RoleARN},
+				ServiceDiscovery: enabledValues{Enabled: true},
+			},
+			StatefulSet: statefulSetValues{SecurityContext: securityContextValues{Pod: pod, Container: container}},
+		},
+		ServerTelemetry: serverTelemetryValues{ServiceMonitor: serviceMonitorValues{Enabled: p.PrometheusOperator}},
+	}
+	if p.PrometheusOperator {
+		// Verify Vault's certificate against the public CA secret.
+		v.ServerTelemetry.ServiceMonitor.TLSConfig = &scrapeTLSConfig{
+			CA:         secretOrConfigMap{Secret: secretKeySelector{Name: p.CASecretName, Key: "ca.crt"}},
+			ServerName: fmt.Sprintf("%s.%s.svc", p.Name, p.Namespace),
+		}
+	}
+	return v, nil
+}
