@@ -11,6 +11,7 @@ import (
 	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
 	"github.com/secrets-platform/secrets-platform/components/guardrails"
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
+	"github.com/secrets-platform/secrets-platform/components/observability"
 	"github.com/secrets-platform/secrets-platform/components/vault"
 )
 
@@ -35,6 +36,8 @@ type Platform struct {
 	Vault           *vault.HardenedVault
 	Backup          *backup.BackupBucket
 	ExternalSecrets *externalsecrets.ExternalSecretsStack
+	// Observability is nil unless the Prometheus Operator is there.
+	Observability *observability.Observability
 }
 
 // Compose registers the providers and the components of one stack from a
@@ -90,6 +93,17 @@ func Compose(ctx *pulumi.Context, cfg *Config) (*Platform, error) {
 	p.ExternalSecrets, err = externalsecrets.NewExternalSecretsStack(ctx, esoRelease, esoArgs(cfg, namespace, p.Vault), onK8s)
 	if err != nil {
 		return nil, fmt.Errorf("creating external secrets: %w", err)
+	}
+
+	if cfg.Observability.PrometheusOperator {
+		args, err := observabilityArgs(cfg, namespace, p)
+		if err != nil {
+			return nil, err
+		}
+		p.Observability, err = observability.NewObservability(ctx, "observability", args, onK8s)
+		if err != nil {
+			return nil, fmt.Errorf("creating observability: %w", err)
+		}
 	}
 
 	for name, value := range p.Outputs() {

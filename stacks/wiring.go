@@ -1,12 +1,15 @@
 package stacks
 
 import (
+	"fmt"
+
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/secrets-platform/secrets-platform/components/backup"
 	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
 	"github.com/secrets-platform/secrets-platform/components/guardrails"
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
+	"github.com/secrets-platform/secrets-platform/components/observability"
 	"github.com/secrets-platform/secrets-platform/components/vault"
 )
 
@@ -99,8 +102,10 @@ func vaultArgs(cfg *Config, namespace pulumi.StringInput, unseal *kmsunseal.KMSU
 		AuditStorageSize:      v.AuditStorage,
 		StorageClass:          v.StorageClass,
 		Mlock:                 v.Mlock,
-		PrometheusOperator:    cfg.Observability.PrometheusOperator,
-		TimeoutSeconds:        v.TimeoutSeconds,
+		// The Observability component scrapes every voter; the chart's
+		// ServiceMonitor would scrape only the active one.
+		PrometheusOperator: false,
+		TimeoutSeconds:     v.TimeoutSeconds,
 	}
 }
 
@@ -177,4 +182,21 @@ func esoArgs(cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault) 
 		DependsOn:      []pulumi.Resource{v.Release},
 		TimeoutSeconds: e.TimeoutSeconds,
 	}
+}
+
+func observabilityArgs(cfg *Config, namespace pulumi.StringInput, p *Platform) (*observability.ObservabilityArgs, error) {
+	interval, err := observability.ScheduleIntervalSeconds(cfg.Backup.Schedule)
+	if err != nil {
+		return nil, fmt.Errorf("backup.schedule: %w", err)
+	}
+	return &observability.ObservabilityArgs{
+		Namespace:               namespace,
+		VaultRelease:            vaultRelease,
+		VaultReplicas:           cfg.Vault.Replicas,
+		VaultCASecretName:       p.Vault.CASecretName,
+		SnapshotCronJobName:     p.Backup.CronJobName,
+		SnapshotIntervalSeconds: interval,
+		// Grafana's dashboard sidecar watches its own namespace.
+		DashboardNamespace: pulumi.String(cfg.Observability.MonitoringNamespace),
+	}, nil
 }

@@ -109,32 +109,10 @@ func run(t *testing.T, name string, args *vault.HardenedVaultArgs) result {
 	return result{mon: mon, component: tests.MustFind(t, mon, vault.TypeToken, name), outputs: outputs}
 }
 
-// runMocked is tests.RunComponent with one correction to the recorder's
-// answer for helm.v3 Releases: it gives status.version as a number, which
-// the SDK's ReleaseStatus (version *string, revision *int) cannot take, so
-// every program with a Release fails. Replace with tests.RunComponent once
-// internal/recorder answers "revision": 1 and a string version.
+// runMocked runs program under the recording mocks and returns its error,
+// for the tests that expect one.
 func runMocked(program pulumi.RunFunc) (*recorder.Monitor, error) {
-	mon := recorder.NewMonitor("test")
-	err := pulumi.RunErr(program, pulumi.WithMocks(recorder.Project, "test", releaseStatusFix{mon}))
-	return mon, err
-}
-
-type releaseStatusFix struct{ *recorder.Monitor }
-
-func (m releaseStatusFix) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
-	id, out, err := m.Monitor.NewResource(args)
-	if err != nil || args.TypeToken != typeRelease {
-		return id, out, err
-	}
-	if s, ok := out["status"]; ok && s.IsObject() && s.ObjectValue()["version"].IsNumber() {
-		status := s.ObjectValue().Copy()
-		status["revision"] = status["version"]
-		status["version"] = resource.NewProperty(vault.DefaultChartVersion)
-		out = out.Copy()
-		out["status"] = resource.NewObjectProperty(status)
-	}
-	return id, out, nil
+	return recorder.Run("test", recorder.StackConfig{Values: map[string]string{}}, program)
 }
 
 func (r result) output(t *testing.T, key string) string {

@@ -1,0 +1,33 @@
+# Thin wrappers around the commands the README gives.
+STACK ?= production
+OUT   ?= render/$(STACK)
+GOLANGCI_LINT_VERSION := v2.15.0
+ACTIONLINT_VERSION    := v1.7.12
+TOOLS := $(CURDIR)/bin/tools
+
+.PHONY: build test lint render preview up tools
+
+# The deploy binary Pulumi.yaml's runtime.options.binary points at: built
+# once, stripped of debug info, instead of compiled by every preview.
+build:
+	go build -trimpath -ldflags="-s -w" -o bin/secrets-platform .
+
+test:
+	go test ./...
+
+render:
+	go run ./cmd/render --stack $(STACK) --out $(OUT)
+
+tools:
+	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	GOBIN=$(TOOLS) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
+lint: tools
+	$(TOOLS)/golangci-lint run ./...
+	$(TOOLS)/actionlint
+
+preview: build
+	pulumi preview --stack $(STACK)
+
+up: build
+	pulumi up --stack $(STACK)
