@@ -81,3 +81,25 @@ func TestEveryResourceUsesAnExplicitProvider(t *testing.T) {
 		}
 	}
 }
+
+// TestMonitoringFollowsThePrometheusOperatorSwitch: production turns the
+// Prometheus Operator on and gets its ServiceMonitor, rule and dashboards;
+// staging turns it off and gets no monitoring.coreos.com resource at all, so
+// it deploys to a cluster without those CRDs.
+func TestMonitoringFollowsThePrometheusOperatorSwitch(t *testing.T) {
+	count := func(mon *recorder.Monitor) int {
+		n := 0
+		for _, r := range mon.Resources() {
+			if strings.Contains(r.Type, "monitoring.coreos.com") {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(runStack(t, "production")); n < 3 {
+		t.Errorf("production registers %d monitoring.coreos.com resources; want the ServiceMonitor, the Probe and the PrometheusRule", n)
+	}
+	if n := count(runStack(t, "staging")); n != 0 {
+		t.Errorf("staging (prometheusOperator: false) registers %d monitoring.coreos.com resources; want none", n)
+	}
+}

@@ -1,0 +1,81 @@
+package tests
+
+import (
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/secrets-platform/secrets-platform/components/backup"
+	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
+	"github.com/secrets-platform/secrets-platform/components/kube"
+	"github.com/secrets-platform/secrets-platform/components/observability"
+	"github.com/secrets-platform/secrets-platform/components/vault"
+	"github.com/secrets-platform/secrets-platform/internal/recorder"
+)
+
+// TestTwoCopiesInOneNamespaceDoNotCollide builds two copies of every
+// workload component under different names in one namespace: every
+// Kubernetes object and Helm release they register must have its own name.
+// Names that are configuration (the ESO service account, store and
+// ExternalSecrets) differ between the copies as an operator would set them.
+func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
+	caPEM, _ := testCA(t)
+	ns := pulumi.String("production")
+	small := kube.Resources{
+		Requests: map[string]string{"cpu": "100m", "memory": "128Mi"},
+		Limits:   map[string]string{"cpu": "500m", "memory": "512Mi"},
+	}
+	mon := RunComponent(t, func(ctx *pulumi.Context) error {
+		for _, name := range []string{"vault", "vault-dr"} {
+			v, err := vault.NewHardenedVault(ctx, name, &vault.HardenedVaultArgs{
+				Namespace:             ns,
+				Replicas:              3,
+				ServiceAccountRoleARN: pulumi.String("arn:aws:iam::" + recorder.MockAccountID + ":role/" + name),
+				Seal:                  vault.SealArgs{Region: pulumi.String("eu-west-1"), KMSKeyID: pulumi.String("alias/" + name)},
+				Resources:             small,
+			})
+			if err != nil {
+				return err
+			}
+			b, err := backup.NewBackupBucket(ctx, name+"-backup", &backup.BackupBucketArgs{
+				Prefix: "raft-snapshots", RetentionDays: 30, NoncurrentVersionDays: 7,
+				AccountID:       pulumi.String(recorder.MockAccountID),
+				Region:          pulumi.String("eu-west-1"),
+				OIDCProviderARN: pulumi.String("arn:aws:iam::" + recorder.MockAccountID + ":oidc-provider/oidc.example/id/X"),
+				OIDCIssuer:      pulumi.String("https://oidc.example/id/X"),
+				Namespace:       ns,
+				VaultAddress:    v.Address, VaultCASecretName: v.CASecretName,
+				VaultImage: "hashicorp/vault:1.20.4", AWSCLIImage: "amazon/aws-cli:2.31.18",
+				Resources: small,
+			})
+			if err != nil {
+				return err
+			}
+			if _, err := externalsecrets.NewExternalSecretsStack(ctx, name+"-eso", &externalsecrets.ExternalSecretsStackArgs{
+				Namespace:               ns,
+				VaultAuthServiceAccount: name + "-eso-auth",
+				Store:                   externalsecrets.StoreArgs{Name: name + "-store", Path: "secret", Role: "external-secrets"},
+				ExternalSecrets: []externalsecrets.ExternalSecretArgs{{
+					Name: name + "-postgres", VaultKey: "database/postgres",
+					Data: []externalsecrets.DataMapping{{SecretKey: "password", Property: "password"}},
+				}},
+				VaultAddress:   v.Address,
+				VaultCACertPEM: pulumi.String(caPEM),
+				DependsOn:      []pulumi.Resource{v.Release},
+			}); err != nil {
+				return err
+			}
+			if _, err := observability.NewObservability(ctx, name+"-observability", &observability.ObservabilityArgs{
+				Namespace: ns, VaultRelease: name, VaultCASecretName: v.CASecretName,
+				SnapshotCronJobName: b.CronJobName, SnapshotIntervalSeconds: 6 * 3600,
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if n := len(mon.ByType("kubernetes:helm.sh/v3:Release")); n != 4 {
+		t.Fatalf("%d releases registered; want 2 Vault and 2 ESO", n)
+	}
+	expectNoFindings(t, "unique names", DuplicateObjectFindings(mon.Resources()))
+}
