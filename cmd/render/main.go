@@ -43,7 +43,7 @@ func main() {
 	out := flag.String("out", "", "directory to write the render to (created)")
 	projectDir := flag.String("project-dir", ".", "directory holding Pulumi.yaml and the stack files")
 	flag.Usage = func() {
-		fmt.Fprint(flag.CommandLine.Output(), usage)
+		_, _ = fmt.Fprint(flag.CommandLine.Output(), usage)
 		flag.PrintDefaults()
 	}
 	flag.Parse()

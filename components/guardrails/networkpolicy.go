@@ -248,7 +248,7 @@ func networkPolicies(name string, n NetworkArgs) ([]policy, error) {
 func checkAllow(a Allow) ([]Port, error) {
 	switch {
 	case a.Name == "":
-		return nil, errors.New("Name is required")
+		return nil, errors.New("an extra allow needs a Name")
 	case len(a.From) == 0 || len(a.To) == 0:
 		return nil, fmt.Errorf("%s: From and To are required (an empty selector selects every pod)", a.Name)
 	case len(a.Ports) == 0:

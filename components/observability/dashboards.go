@@ -45,59 +45,59 @@ func vaultDashboard(s scope) (string, error) {
 	raftServers := fmt.Sprintf(`max(vault_raft_peers{%s} %s)`, vault, onActive)
 	voters := float64(s.VaultReplicas)
 
-	b := dashboard.NewDashboardBuilder("Vault ("+s.Namespace+")").
-		Uid(s.UIDPrefix+"-vault").
-		Description("HashiCorp Vault release "+s.VaultRelease+" in namespace "+s.Namespace+", from its telemetry and the TLS probe.").
-		Tags([]string{"vault", "secrets-platform"}).
-		Refresh("1m").
-		Time("now-6h", "now").
-		Timezone(common.TimeZoneUtc).
-		WithVariable(datasourceVariable()).
-		WithRow(dashboard.NewRowBuilder("Cluster state")).
-		WithPanel(statPanel("Seal status", "1 = unsealed. AWS KMS auto-unseal unseals a pod seconds after it starts; one that stays 0 is the VaultSealed alert.").
-			WithTarget(query(fmt.Sprintf(`max by (pod) (vault_core_unsealed{%s})`, vault), "{{pod}}")).
-			Mappings(valueText(map[string][2]string{"0": {"sealed", "red"}, "1": {"unsealed", "green"}})).
-			Span(third)).
-		WithPanel(statPanel("Leader", "1 = the active node; exactly one pod should show it.").
-			WithTarget(query(fmt.Sprintf(`max by (pod) (vault_core_active{%s})`, vault), "{{pod}}")).
-			Mappings(valueText(map[string][2]string{"0": {"standby", "blue"}, "1": {"active", "green"}})).
-			Span(third)).
-		WithPanel(statPanel("Raft voters healthy", fmt.Sprintf("Healthy servers as autopilot on the active node counts them; %d are configured.", s.VaultReplicas)).
-			WithTarget(query(healthyVoters, "healthy")).
-			WithTarget(query(raftServers, "in Raft configuration")).
-			Thresholds(steps("red", step{voters, "green"})).
-			Span(third)).
-		WithRow(dashboard.NewRowBuilder("Raft")).
-		WithPanel(graphPanel("Raft voters", "short", "Healthy and configured Raft servers, and how many may fail without losing quorum.").
-			WithTarget(query(healthyVoters, "healthy")).
-			WithTarget(query(raftServers, "in Raft configuration")).
-			WithTarget(query(fmt.Sprintf(`max(vault_autopilot_failure_tolerance{%s} %s)`, vault, onActive), "failure tolerance")).
-			Min(0).
-			Span(full)).
-		WithRow(dashboard.NewRowBuilder("Requests")).
-		WithPanel(graphPanel("Request latency", "ms", "vault_core_handle_request quantiles per pod (time to handle a non-login request).").
-			WithTarget(query(fmt.Sprintf(`max by (pod, quantile) (vault_core_handle_request{%s,quantile=~"0.5|0.9|0.99"})`, vault), "{{pod}} p{{quantile}}")).
-			Min(0).
-			Span(half)).
-		WithPanel(graphPanel("Requests per second", "reqps", "Non-login requests handled, per pod.").
-			WithTarget(query(fmt.Sprintf(`sum by (pod) (rate(vault_core_handle_request_count{%s}[5m]))`, vault), "{{pod}}")).
-			Min(0).
-			Span(half)).
-		WithRow(dashboard.NewRowBuilder("Tokens and leases")).
-		WithPanel(graphPanel("Tokens", "short", "vault_token_count on the active node (refreshed every usage_gauge_period, 10 minutes by default).").
-			WithTarget(query(fmt.Sprintf(`sum(vault_token_count{%s} %s)`, vault, onActive), "tokens")).
-			Min(0).
-			Span(half)).
-		WithPanel(graphPanel("Leases", "short", "vault_expire_num_leases on the active node: leases that will expire.").
-			WithTarget(query(fmt.Sprintf(`max(vault_expire_num_leases{%s} %s)`, vault, onActive), "leases")).
-			Min(0).
-			Span(half)).
-		WithRow(dashboard.NewRowBuilder("TLS")).
-		WithPanel(statPanel("Certificate expires in", "Time left on the certificate chain each pod serves, from the blackbox exporter's TLS probe. `pulumi up` re-issues it before earlyRenewalHours; the alert fires under 14 days.").
-			WithTarget(query(fmt.Sprintf(`min by (instance) (probe_ssl_earliest_cert_expiry{%s}) - time()`, s.probeSel()), "{{instance}}")).
-			Unit("dtdurations").
-			Thresholds(steps("red", step{days(certificateWarningDays), "orange"}, step{days(30), "green"})).
-			Span(full))
+	b := dashboard.NewDashboardBuilder("Vault ("+s.Namespace+")"). //nolint:staticcheck // v1 schema: what Grafana's ConfigMap sidecar loads; dashboardv2 needs Grafana 12's new API.
+									Uid(s.UIDPrefix+"-vault").
+									Description("HashiCorp Vault release "+s.VaultRelease+" in namespace "+s.Namespace+", from its telemetry and the TLS probe.").
+									Tags([]string{"vault", "secrets-platform"}).
+									Refresh("1m").
+									Time("now-6h", "now").
+									Timezone(common.TimeZoneUtc).
+									WithVariable(datasourceVariable()).
+									WithRow(dashboard.NewRowBuilder("Cluster state")).
+									WithPanel(statPanel("Seal status", "1 = unsealed. AWS KMS auto-unseal unseals a pod seconds after it starts; one that stays 0 is the VaultSealed alert.").
+										WithTarget(query(fmt.Sprintf(`max by (pod) (vault_core_unsealed{%s})`, vault), "{{pod}}")).
+										Mappings(valueText(map[string][2]string{"0": {"sealed", "red"}, "1": {"unsealed", "green"}})).
+										Span(third)).
+									WithPanel(statPanel("Leader", "1 = the active node; exactly one pod should show it.").
+										WithTarget(query(fmt.Sprintf(`max by (pod) (vault_core_active{%s})`, vault), "{{pod}}")).
+										Mappings(valueText(map[string][2]string{"0": {"standby", "blue"}, "1": {"active", "green"}})).
+										Span(third)).
+									WithPanel(statPanel("Raft voters healthy", fmt.Sprintf("Healthy servers as autopilot on the active node counts them; %d are configured.", s.VaultReplicas)).
+										WithTarget(query(healthyVoters, "healthy")).
+										WithTarget(query(raftServers, "in Raft configuration")).
+										Thresholds(steps("red", step{voters, "green"})).
+										Span(third)).
+									WithRow(dashboard.NewRowBuilder("Raft")).
+									WithPanel(graphPanel("Raft voters", "short", "Healthy and configured Raft servers, and how many may fail without losing quorum.").
+										WithTarget(query(healthyVoters, "healthy")).
+										WithTarget(query(raftServers, "in Raft configuration")).
+										WithTarget(query(fmt.Sprintf(`max(vault_autopilot_failure_tolerance{%s} %s)`, vault, onActive), "failure tolerance")).
+										Min(0).
+										Span(full)).
+									WithRow(dashboard.NewRowBuilder("Requests")).
+									WithPanel(graphPanel("Request latency", "ms", "vault_core_handle_request quantiles per pod (time to handle a non-login request).").
+										WithTarget(query(fmt.Sprintf(`max by (pod, quantile) (vault_core_handle_request{%s,quantile=~"0.5|0.9|0.99"})`, vault), "{{pod}} p{{quantile}}")).
+										Min(0).
+										Span(half)).
+									WithPanel(graphPanel("Requests per second", "reqps", "Non-login requests handled, per pod.").
+										WithTarget(query(fmt.Sprintf(`sum by (pod) (rate(vault_core_handle_request_count{%s}[5m]))`, vault), "{{pod}}")).
+										Min(0).
+										Span(half)).
+									WithRow(dashboard.NewRowBuilder("Tokens and leases")).
+									WithPanel(graphPanel("Tokens", "short", "vault_token_count on the active node (refreshed every usage_gauge_period, 10 minutes by default).").
+										WithTarget(query(fmt.Sprintf(`sum(vault_token_count{%s} %s)`, vault, onActive), "tokens")).
+										Min(0).
+										Span(half)).
+									WithPanel(graphPanel("Leases", "short", "vault_expire_num_leases on the active node: leases that will expire.").
+										WithTarget(query(fmt.Sprintf(`max(vault_expire_num_leases{%s} %s)`, vault, onActive), "leases")).
+										Min(0).
+										Span(half)).
+									WithRow(dashboard.NewRowBuilder("TLS")).
+									WithPanel(statPanel("Certificate expires in", "Time left on the certificate chain each pod serves, from the blackbox exporter's TLS probe. `pulumi up` re-issues it before earlyRenewalHours; the alert fires under 14 days.").
+										WithTarget(query(fmt.Sprintf(`min by (instance) (probe_ssl_earliest_cert_expiry{%s}) - time()`, s.probeSel()), "{{instance}}")).
+										Unit("dtdurations").
+										Thresholds(steps("red", step{days(certificateWarningDays), "orange"}, step{days(30), "green"})).
+										Span(full))
 	return render(b)
 }
 
@@ -110,46 +110,46 @@ func deliveryDashboard(s scope) (string, error) {
 	snapshotJobs := fmt.Sprintf(`max by (namespace, job_name) (kube_job_owner{%s,owner_kind="CronJob",owner_name=%q})`, ns, s.CronJob)
 	interval := s.SnapshotInterval.Seconds()
 
-	b := dashboard.NewDashboardBuilder("Secrets delivery ("+s.Namespace+")").
-		Uid(s.UIDPrefix+"-delivery").
-		Description("External Secrets Operator syncing from Vault, and Vault's Raft snapshots to S3, in namespace "+s.Namespace+".").
-		Tags([]string{"external-secrets", "vault", "backup", "secrets-platform"}).
-		Refresh("1m").
-		Time("now-24h", "now").
-		Timezone(common.TimeZoneUtc).
-		WithVariable(datasourceVariable()).
-		WithRow(dashboard.NewRowBuilder("External Secrets")).
-		WithPanel(statPanel("Sync status", "Ready condition of each ExternalSecret (externalsecret_status_condition).").
-			WithTarget(query(fmt.Sprintf(`1 - max by (name) (externalsecret_status_condition{%s,condition="Ready",status="False"})`, ns), "{{name}}")).
-			Mappings(valueText(map[string][2]string{"0": {"not ready", "red"}, "1": {"ready", "green"}})).
-			Span(half)).
-		WithPanel(statPanel("Time since last sync", "Seconds since externalsecret_sync_calls_total last grew: ESO counts every reconcile, which happens at each refreshInterval; it exports no refresh timestamp of its own. Resolution about a minute.").
-			WithTarget(query(fmt.Sprintf(`time() - max by (name) (max_over_time((timestamp(externalsecret_sync_calls_total{%s}) and changes(externalsecret_sync_calls_total{%s}[2m]) > 0)[6h:1m]))`, ns, ns), "{{name}}")).
-			Unit("dtdurations").
-			Thresholds(steps("green", step{600, "orange"}, step{1800, "red"})).
-			Span(half)).
-		WithPanel(graphPanel("Sync errors", "short", "Failed syncs per ExternalSecret in the past hour (externalsecret_sync_calls_error).").
-			WithTarget(query(fmt.Sprintf(`sum by (name) (increase(externalsecret_sync_calls_error{%s}[1h]))`, ns), "{{name}}")).
-			Min(0).
-			Span(half)).
-		WithPanel(graphPanel("Syncs", "short", "Syncs per ExternalSecret in the past hour (externalsecret_sync_calls_total).").
-			WithTarget(query(fmt.Sprintf(`sum by (name) (increase(externalsecret_sync_calls_total{%s}[1h]))`, ns), "{{name}}")).
-			Min(0).
-			Span(half)).
-		WithRow(dashboard.NewRowBuilder("Vault snapshots")).
-		WithPanel(statPanel("Last successful snapshot", fmt.Sprintf("Age of the last successful run of CronJob %s (kube-state-metrics). The alert fires past twice the schedule's interval, %s.", s.CronJob, humanDuration(2*s.SnapshotInterval))).
-			WithTarget(query(fmt.Sprintf(`time() - max(kube_cronjob_status_last_successful_time{%s})`, cj), "age")).
-			Unit("dtdurations").
-			Thresholds(steps("green", step{interval * 1.1, "orange"}, step{2 * interval, "red"})).
-			Span(third)).
-		WithPanel(statPanel("Failed snapshot Jobs", "Jobs of the CronJob with the Failed condition still in its history (failedJobsHistoryLimit).").
-			WithTarget(query(fmt.Sprintf(`count(kube_job_failed{%s,condition="true"} == 1 and on(namespace, job_name) %s) or vector(0)`, ns, snapshotJobs), "failed")).
-			Thresholds(steps("green", step{1, "red"})).
-			Span(third)).
-		WithPanel(text.NewPanelBuilder().
-			Title("Snapshot size").
-			Mode(text.TextModeMarkdown).
-			Content("The snapshot Job exports no metric of the snapshot's size, and kube-state-metrics cannot see inside it, so this dashboard does not chart it. " +
+	b := dashboard.NewDashboardBuilder("Secrets delivery ("+s.Namespace+")"). //nolint:staticcheck // v1 schema, as above.
+											Uid(s.UIDPrefix+"-delivery").
+											Description("External Secrets Operator syncing from Vault, and Vault's Raft snapshots to S3, in namespace "+s.Namespace+".").
+											Tags([]string{"external-secrets", "vault", "backup", "secrets-platform"}).
+											Refresh("1m").
+											Time("now-24h", "now").
+											Timezone(common.TimeZoneUtc).
+											WithVariable(datasourceVariable()).
+											WithRow(dashboard.NewRowBuilder("External Secrets")).
+											WithPanel(statPanel("Sync status", "Ready condition of each ExternalSecret (externalsecret_status_condition).").
+												WithTarget(query(fmt.Sprintf(`1 - max by (name) (externalsecret_status_condition{%s,condition="Ready",status="False"})`, ns), "{{name}}")).
+												Mappings(valueText(map[string][2]string{"0": {"not ready", "red"}, "1": {"ready", "green"}})).
+												Span(half)).
+											WithPanel(statPanel("Time since last sync", "Seconds since externalsecret_sync_calls_total last grew: ESO counts every reconcile, which happens at each refreshInterval; it exports no refresh timestamp of its own. Resolution about a minute.").
+												WithTarget(query(fmt.Sprintf(`time() - max by (name) (max_over_time((timestamp(externalsecret_sync_calls_total{%s}) and changes(externalsecret_sync_calls_total{%s}[2m]) > 0)[6h:1m]))`, ns, ns), "{{name}}")).
+												Unit("dtdurations").
+												Thresholds(steps("green", step{600, "orange"}, step{1800, "red"})).
+												Span(half)).
+											WithPanel(graphPanel("Sync errors", "short", "Failed syncs per ExternalSecret in the past hour (externalsecret_sync_calls_error).").
+												WithTarget(query(fmt.Sprintf(`sum by (name) (increase(externalsecret_sync_calls_error{%s}[1h]))`, ns), "{{name}}")).
+												Min(0).
+												Span(half)).
+											WithPanel(graphPanel("Syncs", "short", "Syncs per ExternalSecret in the past hour (externalsecret_sync_calls_total).").
+												WithTarget(query(fmt.Sprintf(`sum by (name) (increase(externalsecret_sync_calls_total{%s}[1h]))`, ns), "{{name}}")).
+												Min(0).
+												Span(half)).
+											WithRow(dashboard.NewRowBuilder("Vault snapshots")).
+											WithPanel(statPanel("Last successful snapshot", fmt.Sprintf("Age of the last successful run of CronJob %s (kube-state-metrics). The alert fires past twice the schedule's interval, %s.", s.CronJob, humanDuration(2*s.SnapshotInterval))).
+												WithTarget(query(fmt.Sprintf(`time() - max(kube_cronjob_status_last_successful_time{%s})`, cj), "age")).
+												Unit("dtdurations").
+												Thresholds(steps("green", step{interval * 1.1, "orange"}, step{2 * interval, "red"})).
+												Span(third)).
+											WithPanel(statPanel("Failed snapshot Jobs", "Jobs of the CronJob with the Failed condition still in its history (failedJobsHistoryLimit).").
+												WithTarget(query(fmt.Sprintf(`count(kube_job_failed{%s,condition="true"} == 1 and on(namespace, job_name) %s) or vector(0)`, ns, snapshotJobs), "failed")).
+												Thresholds(steps("green", step{1, "red"})).
+												Span(third)).
+											WithPanel(text.NewPanelBuilder().
+												Title("Snapshot size").
+												Mode(text.TextModeMarkdown).
+												Content("The snapshot Job exports no metric of the snapshot's size, and kube-state-metrics cannot see inside it, so this dashboard does not chart it. " +
 				"List recent snapshots and their sizes with:\n\n" +
 				"```\naws s3 ls \"s3://$(pulumi stack output backupBucket)/raft-snapshots/\" --human-readable | tail\n```\n\n" +
 				"(raft-snapshots/ is the default backup.prefix.)").
@@ -163,7 +163,7 @@ func deliveryDashboard(s scope) (string, error) {
 }
 
 // render builds the dashboard and encodes it.
-func render(b *dashboard.DashboardBuilder) (string, error) {
+func render(b *dashboard.DashboardBuilder) (string, error) { //nolint:staticcheck // v1 schema, as above.
 	d, err := b.Build()
 	if err != nil {
 		return "", fmt.Errorf("building dashboard: %w", err)

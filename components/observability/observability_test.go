@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
@@ -330,13 +331,15 @@ func runbookAnchors(t *testing.T) map[string]map[string]bool {
 			}
 			a := githubAnchor(strings.TrimLeft(line, "#"))
 			if n := seen[a]; n > 0 {
-				anchors[a+"-"+string(rune('0'+n))] = true
+				anchors[a+"-"+strconv.Itoa(n)] = true
 			} else {
 				anchors[a] = true
 			}
 			seen[a]++
 		}
-		fh.Close()
+		if err := fh.Close(); err != nil {
+			t.Fatal(err)
+		}
 		if inCode {
 			t.Errorf("%s: a code block is not closed", filepath.Base(f))
 		}
