@@ -1,20 +1,18 @@
 package stacks
 
-import "github.com/secrets-platform/secrets-platform/components/kube"
-
-// Defaults that are not the seed's numbers: the seed's (quota, voters,
-// refresh interval) are written out in Pulumi.production.yaml so they are
-// visible where operators look.
-const (
-	// DefaultVaultChartVersion is the hashicorp/vault chart version used
-	// when the stack names none.
-	DefaultVaultChartVersion = "0.34.1"
-	// DefaultESOChartVersion is the external-secrets chart version used
-	// when the stack names none.
-	DefaultESOChartVersion = "2.9.0"
+import (
+	"github.com/secrets-platform/secrets-platform/components/backup"
+	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
+	"github.com/secrets-platform/secrets-platform/components/guardrails"
+	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
+	"github.com/secrets-platform/secrets-platform/components/kube"
+	"github.com/secrets-platform/secrets-platform/components/vault"
 )
 
-// defaults returns the configuration a stack starts from. The stack's
+// defaults returns the configuration a stack starts from: the components'
+// own defaults where they have one. The seed's numbers (quota, voters,
+// refresh interval) are written out in Pulumi.production.yaml, where
+// operators look. The stack's
 // values are decoded over it, so a key that is set, even to 0, replaces its
 // default and is validated as given; maps are merged key by key.
 func defaults(stack string) Config {
@@ -25,9 +23,9 @@ func defaults(stack string) Config {
 		}
 	}
 	return Config{
-		Kubernetes: KubernetesConfig{APIServerPort: 443},
+		Kubernetes: KubernetesConfig{APIServerPort: guardrails.DefaultKubeAPIPort},
 		Guardrails: GuardrailsConfig{
-			PodSecurityLevel:   "restricted",
+			PodSecurityLevel:   guardrails.LevelRestricted,
 			PodSecurityVersion: "v1.33",
 			DefaultRequest:     map[string]string{"cpu": "100m", "memory": "128Mi"},
 			DefaultLimit:       map[string]string{"cpu": "500m", "memory": "512Mi"},
@@ -35,35 +33,35 @@ func defaults(stack string) Config {
 		},
 		Vault: VaultConfig{
 			Replicas:       3,
-			ChartVersion:   DefaultVaultChartVersion,
-			ChartRepo:      "https://helm.releases.hashicorp.com",
+			ChartVersion:   vault.DefaultChartVersion,
+			ChartRepo:      vault.DefaultChartRepo,
 			ServiceAccount: "vault",
 			TLS: TLSConfig{
-				ValidityHours:     24 * 365,
-				EarlyRenewalHours: 24 * 30,
-				CAValidityHours:   24 * 365 * 10,
+				ValidityHours:     vault.DefaultValidityHours,
+				EarlyRenewalHours: vault.DefaultEarlyRenewalHours,
+				CAValidityHours:   vault.DefaultCAValidityHours,
 				Organization:      "secrets-platform",
 			},
 			Resources: kube.Resources{
 				Requests: map[string]string{"cpu": "250m", "memory": "256Mi"},
 				Limits:   map[string]string{"cpu": "1", "memory": "1Gi"},
 			},
-			DataStorage:    "10Gi",
+			DataStorage:    vault.DefaultStorageSize,
 			AuditStorage:   "5Gi",
-			TimeoutSeconds: 600,
+			TimeoutSeconds: vault.DefaultTimeoutSeconds,
 		},
 		Unseal: UnsealConfig{
 			AliasName:          "alias/" + stack + "-vault-unseal",
-			DeletionWindowDays: 30,
+			DeletionWindowDays: kmsunseal.DefaultDeletionWindowDays,
 		},
 		Backup: BackupConfig{
 			Prefix:                "raft-snapshots",
 			RetentionDays:         30,
 			NoncurrentVersionDays: 7,
-			Schedule:              "0 */6 * * *",
+			Schedule:              backup.DefaultSchedule,
 			ServiceAccount:        "vault-snapshot",
-			VaultRole:             "raft-snapshot",
-			VaultAuthMount:        "kubernetes",
+			VaultRole:             backup.DefaultVaultRole,
+			VaultAuthMount:        backup.DefaultVaultAuthMount,
 			VaultImage:            "hashicorp/vault:1.20.4",
 			AWSCLIImage:           "amazon/aws-cli:2.31.18",
 			Resources: kube.Resources{
@@ -72,19 +70,19 @@ func defaults(stack string) Config {
 			},
 		},
 		ExternalSecrets: ExternalSecretsConfig{
-			ChartVersion:   DefaultESOChartVersion,
-			ChartRepo:      "https://charts.external-secrets.io",
+			ChartVersion:   externalsecrets.DefaultChartVersion,
+			ChartRepo:      externalsecrets.DefaultChartRepo,
 			Replicas:       1,
-			ServiceAccount: "external-secrets-vault-auth",
+			ServiceAccount: externalsecrets.DefaultVaultAuthServiceAccount,
 			Resources: ESOResourcesConfig{
 				Controller: small(), Webhook: small(), CertController: small(),
 			},
 			Store: StoreConfig{
-				Name: "vault-backend", Path: "secret", Version: "v2",
-				AuthMount: "kubernetes", Role: "external-secrets",
+				Name: "vault-backend", Path: "secret", Version: externalsecrets.DefaultKVVersion,
+				AuthMount: externalsecrets.DefaultAuthMountPath, Role: "external-secrets",
 			},
-			RefreshInterval: "5m",
-			TimeoutSeconds:  600,
+			RefreshInterval: externalsecrets.DefaultRefreshInterval,
+			TimeoutSeconds:  externalsecrets.DefaultTimeoutSeconds,
 		},
 		Observability: ObservabilityConfig{MonitoringNamespace: "monitoring"},
 	}

@@ -85,7 +85,7 @@ func Compose(ctx *pulumi.Context, cfg *Config) (*Platform, error) {
 		return nil, fmt.Errorf("creating vault: %w", err)
 	}
 
-	p.Backup, err = backup.NewBackupBucket(ctx, "vault-backup", backupArgs(ctx, cfg, namespace, p.Vault), onBoth)
+	p.Backup, err = backup.NewBackupBucket(ctx, backupName, backupArgs(ctx, cfg, namespace, p.Vault), onBoth)
 	if err != nil {
 		return nil, fmt.Errorf("creating backups: %w", err)
 	}

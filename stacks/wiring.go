@@ -22,13 +22,6 @@ const (
 	backupName   = "vault-backup"
 )
 
-// Ports the platform's workloads listen on, as the charts set them.
-const (
-	esoMetricsPort = 8080  // external-secrets chart: metrics.service.port
-	esoWebhookPort = 10250 // external-secrets chart: webhook.port
-	vaultAPIPort   = 8200
-)
-
 func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 	g := cfg.Guardrails
 	var allows []guardrails.Allow
@@ -63,15 +56,14 @@ func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 				"app.kubernetes.io/name":     "external-secrets-webhook",
 				"app.kubernetes.io/instance": esoRelease,
 			},
-			SnapshotPodLabels:          backup.PodLabels(backupName),
-			KubeAPICIDRs:               cfg.Kubernetes.APIServerCIDRs,
-			KubeAPIPort:                cfg.Kubernetes.APIServerPort,
-			AWSCIDRs:                   g.AWSCIDRs,
-			MonitoringNamespace:        monitoring,
-			VaultMetricsPort:           vaultAPIPort,
-			ExternalSecretsMetricsPort: esoMetricsPort,
-			ExternalSecretsWebhookPort: esoWebhookPort,
-			ExtraAllows:                allows,
+			SnapshotPodLabels:   backup.PodLabels(backupName),
+			KubeAPICIDRs:        cfg.Kubernetes.APIServerCIDRs,
+			KubeAPIPort:         cfg.Kubernetes.APIServerPort,
+			AWSCIDRs:            g.AWSCIDRs,
+			MonitoringNamespace: monitoring,
+			// Metrics and webhook ports: the guardrails' defaults are the
+			// charts' (Vault 8200, ESO metrics 8080, ESO webhook 10250).
+			ExtraAllows: allows,
 		},
 	}
 }

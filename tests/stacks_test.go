@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -101,5 +102,20 @@ func TestMonitoringFollowsThePrometheusOperatorSwitch(t *testing.T) {
 	}
 	if n := count(runStack(t, "staging")); n != 0 {
 		t.Errorf("staging (prometheusOperator: false) registers %d monitoring.coreos.com resources; want none", n)
+	}
+}
+
+// TestAFailedResourceStopsTheStack injects a provider failure into the
+// unseal key: the program fails with the cause, and Vault, whose seal
+// needs that key, is never installed.
+func TestAFailedResourceStopsTheStack(t *testing.T) {
+	mon := recorder.NewMonitor("production")
+	mon.FailOn("aws:kms/key:Key", "vault-unseal-key", errors.New("AccessDeniedException: kms:CreateKey"))
+	err := mon.Run(StackConfig(t, "production", nil), stacks.Run)
+	if err == nil || !strings.Contains(err.Error(), "AccessDeniedException") {
+		t.Fatalf("want the injected failure, got %v", err)
+	}
+	if _, ok := mon.Find("kubernetes:helm.sh/v3:Release", "vault-release"); ok {
+		t.Error("the Vault release was registered although its unseal key failed")
 	}
 }

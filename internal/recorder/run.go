@@ -135,15 +135,19 @@ func replaceSecure(v any, path string) (any, bool) {
 	return v, false
 }
 
-// Run executes program under the recording monitor with the given config,
-// and returns the monitor with everything the program registered.
+// Run executes program under a new recording monitor with the given
+// config, and returns the monitor with everything the program registered.
 func Run(stack string, cfg StackConfig, program pulumi.RunFunc) (*Monitor, error) {
 	mon := NewMonitor(stack)
-	err := pulumi.RunErr(program,
-		pulumi.WithMocks(Project, stack, mon),
+	return mon, mon.Run(cfg, program)
+}
+
+// Run executes program under this monitor, for instance after FailOn.
+func (m *Monitor) Run(cfg StackConfig, program pulumi.RunFunc) error {
+	return pulumi.RunErr(program,
+		pulumi.WithMocks(Project, m.stack, m),
 		func(info *pulumi.RunInfo) {
 			info.Config = cfg.Values
 			info.ConfigSecretKeys = cfg.SecretKeys
 		})
-	return mon, err
 }
