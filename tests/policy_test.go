@@ -71,7 +71,7 @@ func TestPolicySuite(t *testing.T) {
 // TestBringYourOwnCAKeepsTheKeySecret gives the production stack a CA as
 // secret config and checks that its key never appears in plain text.
 func TestBringYourOwnCAKeepsTheKeySecret(t *testing.T) {
-	certPEM, keyPEM := testCA(t)
+	certPEM, keyPEM := NewTestCA(t)
 	vaultCfg := decodeGroup(t, StackConfig(t, "production", nil), "secrets-platform:vault")
 	vaultCfg["tls"] = map[string]any{"caCertPem": certPEM, "caKeyPem": keyPEM}
 	cfg := StackConfig(t, "production", map[string]any{"secrets-platform:vault": vaultCfg})

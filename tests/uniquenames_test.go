@@ -19,7 +19,7 @@ import (
 // Names that are configuration (the ESO service account, store and
 // ExternalSecrets) differ between the copies as an operator would set them.
 func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
-	caPEM, _ := testCA(t)
+	caPEM, _ := NewTestCA(t)
 	ns := pulumi.String("production")
 	small := kube.Resources{
 		Requests: map[string]string{"cpu": "100m", "memory": "128Mi"},

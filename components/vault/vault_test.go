@@ -1,20 +1,14 @@
 package vault_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"maps"
-	"math/big"
 	"net"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/hcl"
 	"github.com/hashicorp/hcl/hcl/ast"
@@ -481,7 +475,7 @@ func TestFiveVotersAndNamesFromTheComponentName(t *testing.T) {
 }
 
 func TestBringYourOwnCA(t *testing.T) {
-	caPEM, keyPEM := newTestCA(t)
+	caPEM, keyPEM := tests.NewTestCA(t)
 	args := newArgs("production", 3)
 	args.TLS.CACertPEM = pulumi.String(caPEM)
 	args.TLS.CAKeyPEM = pulumi.ToSecret(pulumi.String(keyPEM)).(pulumi.StringOutput)
@@ -543,7 +537,7 @@ func TestMlock(t *testing.T) {
 }
 
 func TestArgsErrors(t *testing.T) {
-	ca, _ := newTestCA(t)
+	ca, _ := tests.NewTestCA(t)
 	for name, mutate := range map[string]func(a *vault.HardenedVaultArgs){
 		"no namespace":         func(a *vault.HardenedVaultArgs) { a.Namespace = nil },
 		"no role":              func(a *vault.HardenedVaultArgs) { a.ServiceAccountRoleARN = nil },
@@ -730,33 +724,4 @@ func checkConfig(t *testing.T, cfg vaultConfig, name string, n int) {
 	if telemetry.Retention == "" || !telemetry.DisableHostname {
 		t.Errorf("telemetry = %+v", telemetry)
 	}
-}
-
-// newTestCA makes a CA the way an organisation would hand one over: a PEM
-// certificate and a PKCS#8 key.
-func newTestCA(t *testing.T) (certPEM, keyPEM string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(42),
-		Subject:               pkix.Name{CommonName: "Example Corp Root CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
 }

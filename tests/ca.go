@@ -12,9 +12,9 @@ import (
 	"time"
 )
 
-// testCA makes a throwaway CA, as an operator bringing their own would
-// give it: certificate and PKCS#8 key, both PEM.
-func testCA(t testing.TB) (certPEM, keyPEM string) {
+// NewTestCA makes a throwaway CA the way an organisation bringing its own
+// would hand it over: a PEM certificate and a PEM PKCS#8 key.
+func NewTestCA(t testing.TB) (certPEM, keyPEM string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
