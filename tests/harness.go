@@ -144,3 +144,38 @@ func Path(v any, keys ...string) any {
 	}
 	return v
 }
+
+// PolicyDocument is a parsed IAM or resource policy document, as the
+// platform's components write them (Action and Resource always lists).
+type PolicyDocument struct {
+	Version   string
+	Statement []PolicyStatement
+}
+
+// PolicyStatement is one statement of a PolicyDocument.
+type PolicyStatement struct {
+	Sid       string
+	Effect    string
+	Principal map[string]any
+	Action    []string
+	Resource  []string
+	Condition map[string]map[string]any
+}
+
+// ParsePolicy parses the JSON policy document held by inputs[key] and
+// checks its language version, failing the test if it is not one.
+func ParsePolicy(t testing.TB, inputs map[string]any, key string) PolicyDocument {
+	t.Helper()
+	raw, ok := inputs[key].(string)
+	if !ok {
+		t.Fatalf("%s is not a JSON string: %#v", key, inputs[key])
+	}
+	var p PolicyDocument
+	if err := json.Unmarshal([]byte(raw), &p); err != nil {
+		t.Fatalf("%s does not parse: %v\n%s", key, err, raw)
+	}
+	if p.Version != "2012-10-17" {
+		t.Errorf("%s version = %q", key, p.Version)
+	}
+	return p
+}

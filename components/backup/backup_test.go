@@ -1,7 +1,6 @@
 package backup_test
 
 import (
-	"encoding/json"
 	"os/exec"
 	"path"
 	"regexp"
@@ -260,36 +259,13 @@ func TestConfiguredKeyIsUsedAndNoneCreated(t *testing.T) {
 	}
 }
 
-// policy is a parsed IAM policy document.
-type policy struct {
-	Version   string
-	Statement []statement
-}
+// policy and statement are the harness's parsed policy documents.
+type (
+	policy    = tests.PolicyDocument
+	statement = tests.PolicyStatement
+)
 
-type statement struct {
-	Sid       string
-	Effect    string
-	Principal map[string]any
-	Action    []string
-	Resource  []string
-	Condition map[string]map[string]any
-}
-
-func parsePolicy(t *testing.T, in map[string]any, key string) policy {
-	t.Helper()
-	raw, ok := in[key].(string)
-	if !ok {
-		t.Fatalf("%s is not a JSON string: %#v", key, in[key])
-	}
-	var p policy
-	if err := json.Unmarshal([]byte(raw), &p); err != nil {
-		t.Fatalf("%s does not parse: %v\n%s", key, err, raw)
-	}
-	if p.Version != "2012-10-17" {
-		t.Errorf("%s version = %q", key, p.Version)
-	}
-	return p
-}
+var parsePolicy = tests.ParsePolicy
 
 func TestBucketPolicyDeniesInsecureTransport(t *testing.T) {
 	mon, _ := run(t, args())

@@ -1,7 +1,6 @@
 package kmsunseal_test
 
 import (
-	"encoding/json"
 	"sort"
 	"strings"
 	"testing"
@@ -63,36 +62,10 @@ func run(t *testing.T, a *kmsunseal.KMSUnsealArgs) (*recorder.Monitor, outputs) 
 	return mon, out
 }
 
-// policy is a parsed IAM policy document, loose enough for any statement.
-type policy struct {
-	Version   string
-	Statement []statement
-}
+// statement is a statement of the harness's parsed policy documents.
+type statement = tests.PolicyStatement
 
-type statement struct {
-	Sid       string
-	Effect    string
-	Principal map[string]any
-	Action    []string
-	Resource  []string
-	Condition map[string]map[string]any
-}
-
-func parsePolicy(t *testing.T, inputs map[string]any, key string) policy {
-	t.Helper()
-	raw, ok := inputs[key].(string)
-	if !ok {
-		t.Fatalf("%s is not a JSON string: %#v", key, inputs[key])
-	}
-	var p policy
-	if err := json.Unmarshal([]byte(raw), &p); err != nil {
-		t.Fatalf("%s does not parse: %v\n%s", key, err, raw)
-	}
-	if p.Version != "2012-10-17" {
-		t.Errorf("%s version = %q", key, p.Version)
-	}
-	return p
-}
+var parsePolicy = tests.ParsePolicy
 
 func sorted(s []string) string {
 	c := append([]string(nil), s...)
