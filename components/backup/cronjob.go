@@ -52,7 +52,7 @@ const snapshotFile = SnapshotDir + "/vault.snap"
 // TLS, and revokes its token. Config reaches it through the environment,
 // never spliced into the script.
 const saveScript = `set -eu
-token="$(vault write -field=token "auth/${VAULT_AUTH_MOUNT}/login" role="${VAULT_AUTH_ROLE}" jwt=@` + VaultTokenPath + `)"
+token="$(vault write -field=token "auth/${VAULT_AUTH_MOUNT}/login" role="${VAULT_AUTH_ROLE}" jwt=@"${VAULT_JWT_FILE}")"
 export VAULT_TOKEN="${token}"
 vault operator raft snapshot save ` + snapshotFile + `
 vault token revoke -self || echo "could not revoke the job's Vault token; it expires with its TTL" >&2
@@ -127,6 +127,7 @@ func newSnapshotJob(ctx *pulumi.Context, name string, cfg settings, args *Backup
 			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_CACERT"), Value: pulumi.String(CACertPath)},
 			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_AUTH_MOUNT"), Value: pulumi.String(cfg.authMount)},
 			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_AUTH_ROLE"), Value: pulumi.String(cfg.vaultRole)},
+			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_JWT_FILE"), Value: pulumi.String(VaultTokenPath)},
 			// Streaming a large snapshot takes longer than the CLI's 60 s.
 			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_CLIENT_TIMEOUT"), Value: pulumi.String("600s")},
 			home,
