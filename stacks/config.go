@@ -69,8 +69,10 @@ type GuardrailsConfig struct {
 	DefaultRequest map[string]string `json:"defaultRequest,omitempty"`
 	// DefaultLimit is the LimitRange's default container limit.
 	DefaultLimit map[string]string `json:"defaultLimit,omitempty"`
-	// AWSCIDRs are the destinations Vault (KMS, STS) and the snapshot job
-	// (S3, STS) may reach on 443; VPC endpoint ranges can replace 0.0.0.0/0.
+	// AWSCIDRs are the destinations Vault (STS, KMS) and the snapshot job
+	// (STS, S3) may reach on 443. Private CIDRs work only with interface VPC
+	// endpoints with private DNS for sts, kms and s3; an S3 gateway endpoint
+	// routes to S3's public prefix list, so it needs S3's published ranges.
 	AWSCIDRs []string `json:"awsCidrs,omitempty"`
 	// ExtraAllows are further allowed flows between workloads.
 	ExtraAllows []AllowConfig `json:"extraAllows,omitempty"`
@@ -104,6 +106,10 @@ type VaultConfig struct {
 	ChartVersion string `json:"chartVersion,omitempty"`
 	// ChartRepo is the chart repository.
 	ChartRepo string `json:"chartRepo,omitempty"`
+	// Image is the Vault image, repository:tag, pinned by version: the
+	// server's (the chart's server.image) and every job that runs the Vault
+	// CLI, so all speak one Vault version.
+	Image string `json:"image,omitempty"`
 	// ServiceAccount is Vault's service account name.
 	ServiceAccount string `json:"serviceAccount,omitempty"`
 	// Mlock keeps mlock on; rejected, since IPC_LOCK is admitted only by the
@@ -173,8 +179,6 @@ type BackupConfig struct {
 	VaultRole string `json:"vaultRole,omitempty"`
 	// VaultAuthMount is the Kubernetes auth method's mount path.
 	VaultAuthMount string `json:"vaultAuthMount,omitempty"`
-	// VaultImage runs the snapshot; pinned by version.
-	VaultImage string `json:"vaultImage,omitempty"`
 	// AWSCLIImage uploads it; pinned by version.
 	AWSCLIImage string `json:"awsCliImage,omitempty"`
 	// Resources are each snapshot container's requests and limits.

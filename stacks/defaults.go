@@ -35,6 +35,7 @@ func defaults(stack string) Config {
 			Replicas:       3,
 			ChartVersion:   vault.DefaultChartVersion,
 			ChartRepo:      vault.DefaultChartRepo,
+			Image:          vault.DefaultImage,
 			ServiceAccount: "vault",
 			TLS: TLSConfig{
 				ValidityHours:     vault.DefaultValidityHours,
@@ -62,7 +63,6 @@ func defaults(stack string) Config {
 			ServiceAccount:        "vault-snapshot",
 			VaultRole:             backup.DefaultVaultRole,
 			VaultAuthMount:        backup.DefaultVaultAuthMount,
-			VaultImage:            "hashicorp/vault:1.20.4",
 			AWSCLIImage:           "amazon/aws-cli:2.31.18",
 			Resources: kube.Resources{
 				Requests: map[string]string{"cpu": "100m", "memory": "128Mi"},

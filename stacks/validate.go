@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -114,7 +115,7 @@ func (c *Config) validateGuardrails(p *problems) {
 		}
 	}
 	requestsAndLimits(p, "guardrails", kube.Resources{Requests: g.DefaultRequest, Limits: g.DefaultLimit}, "defaultRequest", "defaultLimit")
-	cidrs(p, "guardrails.awsCidrs", g.AWSCIDRs)
+	awsCIDRs(p, "guardrails.awsCidrs", g.AWSCIDRs)
 	seen := map[string]bool{}
 	for i, a := range g.ExtraAllows {
 		key := fmt.Sprintf("guardrails.extraAllows[%d]", i)
@@ -150,6 +151,7 @@ func (c *Config) validateVault(p *problems) {
 	}
 	chartVersion(p, "vault.chartVersion", v.ChartVersion)
 	httpsURL(p, "vault.chartRepo", v.ChartRepo)
+	pinnedImage(p, "vault.image", v.Image)
 	dnsLabel(p, "vault.serviceAccount", v.ServiceAccount)
 	if v.Mlock {
 		// DESIGN decision 1 allowed mlock with a baseline namespace, but
@@ -218,7 +220,6 @@ func (c *Config) validateBackup(p *problems) {
 	dnsLabel(p, "backup.serviceAccount", b.ServiceAccount)
 	nonEmpty(p, "backup.vaultRole", b.VaultRole)
 	nonEmpty(p, "backup.vaultAuthMount", b.VaultAuthMount)
-	pinnedImage(p, "backup.vaultImage", b.VaultImage)
 	pinnedImage(p, "backup.awsCliImage", b.AWSCLIImage)
 	workloadResources(p, "backup.resources", b.Resources)
 }
@@ -263,7 +264,7 @@ func (c *Config) validateExternalSecrets(p *problems) {
 		}
 		names[s.Name], targets[s.Target] = true, true
 		refreshInterval(p, key+".refreshInterval", s.RefreshInterval)
-		nonEmpty(p, key+".vaultKey", strings.Trim(s.VaultKey, "/ "))
+		vaultKey(p, key+".vaultKey", s.VaultKey)
 		if len(s.Data) == 0 {
 			p.addf(key+".data", "required: map at least one Vault property to a Secret key")
 		}
@@ -325,6 +326,35 @@ func cidrs(p *problems, key string, values []string) {
 	}
 }
 
+// awsCIDRs are where Vault and the snapshot job reach STS, KMS and S3: at
+// least one, and 0.0.0.0/0 only alone, since it already allows everything.
+func awsCIDRs(p *problems, key string, values []string) {
+	if len(values) == 0 {
+		p.addf(key, "required: the destinations of STS, KMS and S3 on 443 (0.0.0.0/0, or the ranges of interface VPC endpoints with private DNS for sts, kms and s3); without them the KMS seal and the snapshot upload fail")
+		return
+	}
+	cidrs(p, key, values)
+	if len(values) > 1 && slices.Contains(values, "0.0.0.0/0") {
+		p.addf(key, "%q lists 0.0.0.0/0 with other ranges, which it already contains; give 0.0.0.0/0 alone or only the VPC endpoints' ranges", values)
+	}
+}
+
+// vaultKey is a secret's path under the store's mount: segments separated
+// by single slashes, none of them "." or "..", which Vault would resolve
+// to another path than the one the policy names.
+func vaultKey(p *problems, key, value string) {
+	if strings.TrimSpace(value) == "" {
+		p.addf(key, "must not be empty")
+		return
+	}
+	for _, segment := range strings.Split(value, "/") {
+		if segment == "" || segment == "." || segment == ".." {
+			p.addf(key, "%q is not a clean path under the store's mount: no leading or trailing /, no empty segments, no . or ..; for example database/postgres", value)
+			return
+		}
+	}
+}
+
 func httpsURL(p *problems, key, value string) {
 	if u, err := url.Parse(value); err != nil || u.Scheme != "https" || u.Host == "" {
 		p.addf(key, "%q is not an https:// URL", value)
@@ -338,14 +368,8 @@ func chartVersion(p *problems, key, value string) {
 }
 
 func pinnedImage(p *problems, key, value string) {
-	slash := strings.LastIndex(value, "/")
-	colon := strings.LastIndex(value, ":")
-	tag := ""
-	if colon > slash {
-		tag = value[colon+1:]
-	}
-	if tag == "" || tag == "latest" {
-		p.addf(key, "%q must be pinned to a version tag (for example hashicorp/vault:1.20.4), not latest or untagged", value)
+	if _, _, err := kube.SplitImage(value); err != nil {
+		p.addf(key, "%v", err)
 	}
 }
 

@@ -22,6 +22,10 @@ const (
 	backupName   = "vault-backup"
 )
 
+// monitorLabels are what the cluster's Prometheus selects monitors by: one
+// source for the Observability component's monitors and ESO chart's.
+var monitorLabels = observability.DefaultMonitorLabels
+
 func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 	g := cfg.Guardrails
 	var allows []guardrails.Allow
@@ -85,6 +89,7 @@ func vaultArgs(cfg *Config, namespace pulumi.StringInput, unseal *kmsunseal.KMSU
 		Replicas:              v.Replicas,
 		ChartVersion:          v.ChartVersion,
 		ChartRepo:             v.ChartRepo,
+		Image:                 v.Image,
 		ServiceAccountName:    v.ServiceAccount,
 		ServiceAccountRoleARN: unseal.RoleARN,
 		TLS:                   tlsArgs,
@@ -116,14 +121,16 @@ func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, 
 		Namespace:             namespace,
 		ServiceAccountName:    b.ServiceAccount,
 		Schedule:              b.Schedule,
-		VaultAddress:          v.Address,
-		VaultCASecretName:     v.CASecretName,
-		VaultAuthMount:        b.VaultAuthMount,
-		VaultRole:             b.VaultRole,
-		VaultImage:            b.VaultImage,
-		AWSCLIImage:           b.AWSCLIImage,
-		Resources:             b.Resources,
-		Tags:                  pulumi.ToStringMap(tags(ctx, nil)),
+		// Snapshots need the leader: through any other voter the request
+		// is redirected to an address the snapshot has to trust too.
+		VaultAddress:      v.ActiveAddress,
+		VaultCASecretName: v.CASecretName,
+		VaultAuthMount:    b.VaultAuthMount,
+		VaultRole:         b.VaultRole,
+		VaultImage:        cfg.Vault.Image,
+		AWSCLIImage:       b.AWSCLIImage,
+		Resources:         b.Resources,
+		Tags:              pulumi.ToStringMap(tags(ctx, nil)),
 	}
 	if b.KMSKeyARN != "" {
 		args.KMSKeyARN = pulumi.String(b.KMSKeyARN)
@@ -158,6 +165,7 @@ func esoArgs(cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault) 
 			CertController: e.Resources.CertController,
 		},
 		PrometheusOperator:      cfg.Observability.PrometheusOperator,
+		MonitorLabels:           monitorLabels,
 		VaultAuthServiceAccount: e.ServiceAccount,
 		Store: externalsecrets.StoreArgs{
 			Name:          e.Store.Name,
@@ -190,5 +198,6 @@ func observabilityArgs(cfg *Config, namespace pulumi.StringInput, p *Platform) (
 		SnapshotIntervalSeconds: interval,
 		// Grafana's dashboard sidecar watches its own namespace.
 		DashboardNamespace: pulumi.String(cfg.Observability.MonitoringNamespace),
+		MonitorLabels:      monitorLabels,
 	}, nil
 }

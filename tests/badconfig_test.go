@@ -70,6 +70,19 @@ func TestBadConfigFailsBeforeAnythingIsCreated(t *testing.T) {
 		{"empty vault path", with("externalSecrets", func(e map[string]any) {
 			e["secrets"].([]any)[0].(map[string]any)["vaultKey"] = ""
 		}), "externalSecrets.secrets[0].vaultKey: must not be empty"},
+		{"vault path climbing out of its prefix", with("externalSecrets", func(e map[string]any) {
+			e["secrets"].([]any)[0].(map[string]any)["vaultKey"] = "/database/../postgres"
+		}), `externalSecrets.secrets[0].vaultKey: "/database/../postgres" is not a clean path under the store's mount`},
+		{"vault path with an empty segment", with("externalSecrets", func(e map[string]any) {
+			e["secrets"].([]any)[0].(map[string]any)["vaultKey"] = "database//postgres/"
+		}), `externalSecrets.secrets[0].vaultKey: "database//postgres/" is not a clean path`},
+		{"no AWS destinations", with("guardrails", func(g map[string]any) { g["awsCidrs"] = []any{} }),
+			"guardrails.awsCidrs: required: the destinations of STS, KMS and S3 on 443"},
+		{"0.0.0.0/0 beside other AWS ranges", with("guardrails", func(g map[string]any) {
+			g["awsCidrs"] = []any{"10.40.0.0/16", "0.0.0.0/0"}
+		}), `guardrails.awsCidrs: ["10.40.0.0/16" "0.0.0.0/0"] lists 0.0.0.0/0 with other ranges`},
+		{"unpinned vault image", with("vault", func(v map[string]any) { v["image"] = "hashicorp/vault" }),
+			`vault.image: "hashicorp/vault" must be pinned to a version tag`},
 		{"default service account", with("externalSecrets", func(e map[string]any) { e["serviceAccount"] = "default" }),
 			`externalSecrets.serviceAccount: "default" is shared by every pod`},
 		{"deletion window 45", with("unseal", func(u map[string]any) { u["deletionWindowDays"] = 45 }),

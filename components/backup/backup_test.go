@@ -487,6 +487,10 @@ func TestCronJobScheduleAndLimits(t *testing.T) {
 	if cj.Spec.SuccessfulJobsHistoryLimit == nil || cj.Spec.FailedJobsHistoryLimit == nil || cj.Spec.StartingDeadlineSeconds == nil {
 		t.Error("history limits or starting deadline unset")
 	}
+	// Unset, a suspend made by hand is not drift that `up --refresh` undoes.
+	if cj.Spec.Suspend == nil || *cj.Spec.Suspend {
+		t.Errorf("suspend = %v, want false stated explicitly", cj.Spec.Suspend)
+	}
 	job := cj.Spec.JobTemplate.Spec
 	if job.BackoffLimit == nil || job.ActiveDeadlineSeconds == nil || *job.ActiveDeadlineSeconds <= 0 {
 		t.Error("backoffLimit or activeDeadlineSeconds unset")
@@ -592,10 +596,13 @@ func TestSnapshotRunsOverTLSWithTheCA(t *testing.T) {
 	}
 
 	script := strings.Join(save.Command, " ")
-	for _, want := range []string{"vault operator raft snapshot save /snapshots/", "auth/${VAULT_AUTH_MOUNT}/login", "jwt=@" + backup.VaultTokenPath} {
+	for _, want := range []string{"vault operator raft snapshot save /snapshots/", "auth/${VAULT_AUTH_MOUNT}/login", `jwt=@"${VAULT_JWT_FILE}"`} {
 		if !strings.Contains(script, want) {
 			t.Errorf("snapshot command lacks %q:\n%s", want, script)
 		}
+	}
+	if e["VAULT_JWT_FILE"] != backup.VaultTokenPath {
+		t.Errorf("VAULT_JWT_FILE = %q, want the projected token %s", e["VAULT_JWT_FILE"], backup.VaultTokenPath)
 	}
 	if e["VAULT_AUTH_MOUNT"] != "kubernetes" || e["VAULT_AUTH_ROLE"] != "raft-snapshot" {
 		t.Errorf("auth mount/role = %q/%q, want the defaults", e["VAULT_AUTH_MOUNT"], e["VAULT_AUTH_ROLE"])

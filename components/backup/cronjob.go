@@ -192,9 +192,12 @@ func newSnapshotJob(ctx *pulumi.Context, name string, cfg settings, args *Backup
 			Labels:    labels,
 		},
 		Spec: &batchv1.CronJobSpecArgs{
-			Schedule:                   pulumi.String(cfg.schedule),
-			TimeZone:                   pulumi.String("Etc/UTC"),
-			ConcurrencyPolicy:          pulumi.String("Forbid"),
+			Schedule:          pulumi.String(cfg.schedule),
+			TimeZone:          pulumi.String("Etc/UTC"),
+			ConcurrencyPolicy: pulumi.String("Forbid"),
+			// Stated, not left to the API default: `pulumi up --refresh`
+			// then finds and undoes a suspend made by hand.
+			Suspend:                    pulumi.Bool(false),
 			StartingDeadlineSeconds:    pulumi.Int(startingDeadline),
 			SuccessfulJobsHistoryLimit: pulumi.Int(successfulJobsHistory),
 			FailedJobsHistoryLimit:     pulumi.Int(failedJobsHistory),

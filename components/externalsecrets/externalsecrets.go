@@ -68,8 +68,14 @@ type ExternalSecretsStackArgs struct {
 	// Resources are the requests and limits of the three ESO workloads.
 	Resources ComponentResources
 	// PrometheusOperator says the monitoring stack is installed: the chart
-	// then creates its ServiceMonitors and its Grafana dashboard ConfigMap.
+	// then creates its ServiceMonitors. Its Grafana dashboard stays off: the
+	// chart would put it in the workload namespace, which Grafana's sidecar
+	// does not watch, and the Observability component's dashboards cover ESO.
 	PrometheusOperator bool
+	// MonitorLabels are put on the chart's ServiceMonitors: the labels the
+	// Prometheus of the cluster selects monitors by, the same ones the
+	// Observability component puts on its own.
+	MonitorLabels map[string]string
 	// VaultAuthServiceAccount names the dedicated service account ESO
 	// authenticates to Vault as; DefaultVaultAuthServiceAccount when empty.
 	VaultAuthServiceAccount string

@@ -354,14 +354,23 @@ func TestDisruptionBudgetsOnlyWithReplicas(t *testing.T) {
 }
 
 func TestMonitoringFollowsPrometheusOperator(t *testing.T) {
+	labels := map[string]string{"release": "kube-prometheus"}
 	for _, on := range []bool{false, true} {
-		_, rel := run(t, caPEM(t), func(a *externalsecrets.ExternalSecretsStackArgs) { a.PrometheusOperator = on })
+		_, rel := run(t, caPEM(t), func(a *externalsecrets.ExternalSecretsStackArgs) {
+			a.PrometheusOperator = on
+			a.MonitorLabels = labels
+		})
 		values := tests.HelmValues(t, rel)
 		if got := tests.Path(values, "serviceMonitor", "enabled"); got != on {
 			t.Errorf("PrometheusOperator %v: serviceMonitor.enabled = %v", on, got)
 		}
-		if got := tests.Path(values, "grafanaDashboard", "enabled"); got != on {
-			t.Errorf("PrometheusOperator %v: grafanaDashboard.enabled = %v", on, got)
+		if got := tests.Path(values, "serviceMonitor", "additionalLabels", "release"); got != "kube-prometheus" {
+			t.Errorf("PrometheusOperator %v: serviceMonitor.additionalLabels.release = %v, want the monitor labels given", on, got)
+		}
+		// The chart would write it into the workload namespace, which
+		// Grafana's sidecar does not watch.
+		if got := tests.Path(values, "grafanaDashboard", "enabled"); got != false {
+			t.Errorf("PrometheusOperator %v: grafanaDashboard.enabled = %v, want false", on, got)
 		}
 	}
 }

@@ -38,8 +38,8 @@ type helmValues struct {
 
 	// serviceMonitor.enabled renders the ServiceMonitors of the controller,
 	// the webhook and the cert controller, and the metrics Service.
-	ServiceMonitor   enabled `json:"serviceMonitor"`
-	GrafanaDashboard enabled `json:"grafanaDashboard"`
+	ServiceMonitor   serviceMonitorValues `json:"serviceMonitor"`
+	GrafanaDashboard enabled              `json:"grafanaDashboard"`
 
 	Webhook        webhookValues        `json:"webhook"`
 	CertController certControllerValues `json:"certController"`
@@ -71,6 +71,13 @@ type certControllerValues struct {
 
 type serviceAccountValues struct {
 	Name string `json:"name"`
+}
+
+type serviceMonitorValues struct {
+	Enabled bool `json:"enabled"`
+	// Without them, a Prometheus that selects monitors by label (as
+	// kube-prometheus-stack does, release: <its release>) never scrapes ESO.
+	AdditionalLabels map[string]string `json:"additionalLabels,omitempty"`
 }
 
 type enabled struct {
@@ -128,8 +135,8 @@ func chartValues(name string, a *ExternalSecretsStackArgs) (map[string]any, erro
 		PodSecurityContext:  restrictedPod(),
 		SecurityContext:     restrictedContainer(),
 		Resources:           controller,
-		ServiceMonitor:      enabled{a.PrometheusOperator},
-		GrafanaDashboard:    enabled{a.PrometheusOperator},
+		ServiceMonitor:      serviceMonitorValues{Enabled: a.PrometheusOperator, AdditionalLabels: a.MonitorLabels},
+		GrafanaDashboard:    enabled{false},
 		Webhook: webhookValues{
 			ReplicaCount:        a.Replicas,
 			PodDisruptionBudget: pdb,

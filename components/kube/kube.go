@@ -1,12 +1,13 @@
 // Package kube holds the small pieces every Kubernetes workload of the
 // platform shares: resource requirements from config, the restricted
-// security contexts, and turning typed Helm values into the map a release
+// security contexts, pinned image references, and turning typed Helm values into the map a release
 // takes.
 package kube
 
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -90,4 +91,19 @@ func ValuesMap(values any) (map[string]any, error) {
 		return nil, fmt.Errorf("decoding helm values: %w", err)
 	}
 	return out, nil
+}
+
+// SplitImage splits an image reference into repository and tag, and
+// refuses one that is not pinned to a version tag: an untagged or latest
+// image changes under a running platform.
+func SplitImage(image string) (repository, tag string, err error) {
+	slash := strings.LastIndex(image, "/")
+	colon := strings.LastIndex(image, ":")
+	if colon > slash {
+		repository, tag = image[:colon], image[colon+1:]
+	}
+	if repository == "" || tag == "" || tag == "latest" {
+		return "", "", fmt.Errorf("%q must be pinned to a version tag (repository:tag, for example hashicorp/vault:2.0.4), not latest or untagged", image)
+	}
+	return repository, tag, nil
 }

@@ -17,7 +17,10 @@ const (
 	AlertVaultSnapshotTooOld      = "VaultSnapshotTooOld"
 	AlertVaultSnapshotJobFailed   = "VaultSnapshotJobFailed"
 	AlertExternalSecretNotSynced  = "ExternalSecretNotSynced"
-	AlertNamespaceQuotaNearlyFull = "NamespaceQuotaNearlyFull"
+	// AlertExternalSecretsMetricsMissing guards the one above: without
+	// ESO's metrics it could never fire.
+	AlertExternalSecretsMetricsMissing = "ExternalSecretsMetricsMissing"
+	AlertNamespaceQuotaNearlyFull      = "NamespaceQuotaNearlyFull"
 )
 
 // Thresholds: the issue's 14 days of certificate and 90% of quota.
@@ -171,6 +174,17 @@ func ruleGroups(s scope) []ruleGroup {
 					"ExternalSecret {{ $labels.name }} is not synced",
 					"ExternalSecret {{ $labels.namespace }}/{{ $labels.name }} has not been Ready for 10 minutes: "+
 						"its Kubernetes Secret keeps the last values it received, and rotated credentials are not delivered."),
+			},
+			{
+				Alert:  AlertExternalSecretsMetricsMissing,
+				Expr:   fmt.Sprintf(`absent(externalsecret_status_condition{%s})`, s.nsSel()),
+				For:    "15m",
+				Labels: labels(severityWarning),
+				Annotations: annotations(s, runbookSecrets, "external-secrets-metrics-are-missing",
+					"No External Secrets metrics from "+s.Namespace,
+					"Prometheus has had no externalsecret_status_condition series from "+s.Namespace+" for 15 minutes: "+
+						"ESO's ServiceMonitors are not scraped (labels, network policy) or ESO is down, "+
+						"and "+AlertExternalSecretNotSynced+" cannot fire meanwhile."),
 			},
 		}},
 		{Name: "namespace", Rules: []rule{

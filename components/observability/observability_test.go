@@ -231,6 +231,8 @@ var requiredAlerts = []struct {
 	{observability.AlertVaultSnapshotJobFailed, []string{`kube_job_failed{namespace="production",condition="true"}`, `owner_kind="CronJob",owner_name="vault-backup-snapshot"`}},
 	// An ExternalSecret is not synced.
 	{observability.AlertExternalSecretNotSynced, []string{`externalsecret_status_condition{namespace="production",condition="Ready",status="False"}`, "== 1"}},
+	// ESO's metrics are missing: the alert above would stay silent.
+	{observability.AlertExternalSecretsMetricsMissing, []string{`absent(externalsecret_status_condition{namespace="production"})`}},
 	// Quota used / hard above 90%.
 	{observability.AlertNamespaceQuotaNearlyFull, []string{`kube_resourcequota{namespace="production",type="used"}`, `kube_resourcequota{namespace="production",type="hard"}`, "> 0.9"}},
 }

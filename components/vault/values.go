@@ -40,6 +40,7 @@ type enabledValues struct {
 }
 
 type serverValues struct {
+	Image          imageValues                  `json:"image"`
 	Resources      *corev1.ResourceRequirements `json:"resources,omitempty"`
 	ReadinessProbe probeValues                  `json:"readinessProbe"`
 	LivenessProbe  probeValues                  `json:"livenessProbe"`
@@ -64,6 +65,12 @@ type serverValues struct {
 	StatefulSet                          statefulSetValues                                       `json:"statefulSet"`
 }
 
+// imageValues: the chart writes <repository>:<tag> into the StatefulSet.
+type imageValues struct {
+	Repository string `json:"repository"`
+	Tag        string `json:"tag"`
+}
+
 // probeValues: the chart renders an httpGet probe on port 8200 with the
 // scheme of global.tlsDisable when path is set; zero numbers keep the
 // chart's defaults.
@@ -85,8 +92,11 @@ type storageValues struct {
 }
 
 type haValues struct {
-	Enabled          bool                   `json:"enabled"`
-	Replicas         int                    `json:"replicas"`
+	Enabled  bool `json:"enabled"`
+	Replicas int  `json:"replicas"`
+	// Becomes VAULT_API_ADDR, which Vault prefers over api_addr in the HCL:
+	// the address a standby redirects clients to.
+	APIAddr          string                 `json:"apiAddr"`
 	Raft             raftValues             `json:"raft"`
 	DisruptionBudget disruptionBudgetValues `json:"disruptionBudget"`
 }
@@ -177,6 +187,7 @@ type valuesParams struct {
 	Name               string
 	Namespace          string
 	Replicas           int
+	Image              string
 	Config             string
 	TLSSecretName      string
 	CASecretName       string
@@ -220,6 +231,11 @@ func chartValuesFor(p valuesParams) (*chartValues, error) {
 		container.Capabilities.Add = []corev1.Capability{"IPC_LOCK"}
 	}
 
+	repository, tag, err := kube.SplitImage(p.Image)
+	if err != nil {
+		return nil, fmt.Errorf("vault image: %w", err)
+	}
+
 	selector := &metav1.LabelSelector{MatchLabels: ServerPodLabels(p.Name)}
 	v := &chartValues{
 		FullnameOverride: p.Name,
@@ -227,6 +243,7 @@ func chartValuesFor(p valuesParams) (*chartValues, error) {
 		// ExternalSecrets delivers secrets; no agent sidecars.
 		Injector: enabledValues{Enabled: false},
 		Server: serverValues{
+			Image:          imageValues{Repository: repository, Tag: tag},
 			Resources:      &resources,
 			ReadinessProbe: probeValues{Enabled: true, Path: readinessPath},
 			LivenessProbe: probeValues{
@@ -275,6 +292,7 @@ func chartValuesFor(p valuesParams) (*chartValues, error) {
 			HA: haValues{
 				Enabled:  true,
 				Replicas: p.Replicas,
+				APIAddr:  podAPIAddr(p.Name),
 				Raft:     raftValues{Enabled: true, SetNodeID: true, Config: p.Config},
 				// The only PDB (DESIGN decision 2).
 				DisruptionBudget: disruptionBudgetValues{Enabled: true, MaxUnavailable: 1},
@@ -297,4 +315,14 @@ func chartValuesFor(p valuesParams) (*chartValues, error) {
 		}
 	}
 	return v, nil
+}
+
+// podAPIAddr is each pod's own address under the headless service, a name
+// the certificate covers, so a standby's redirect to the active node stays
+// inside TLS. The chart's default, https://$(POD_IP):8200, is an address no
+// certificate of ours names. Kubernetes expands $(VAR) only for variables
+// defined earlier in the container's env: in chart 0.34.1's StatefulSet
+// VAULT_K8S_POD_NAME comes before VAULT_API_ADDR, HOSTNAME after it.
+func podAPIAddr(name string) string {
+	return fmt.Sprintf("https://$(VAULT_K8S_POD_NAME).%s-internal:%d", name, apiPort)
 }

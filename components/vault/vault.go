@@ -29,7 +29,11 @@ const (
 	DefaultValidityHours     = 8760  // one year
 	DefaultEarlyRenewalHours = 720   // re-issue in the last 30 days
 	DefaultCAValidityHours   = 87600 // ten years
-	defaultReplicas          = 3
+	// DefaultImage is the server image of chart 0.34.1 (its
+	// server.image.tag), set explicitly so a chart bump cannot change the
+	// Vault version unseen; the jobs that run the Vault CLI reuse it.
+	DefaultImage    = "hashicorp/vault:2.0.4"
+	defaultReplicas = 3
 )
 
 // HardenedVaultArgs configures HardenedVault. Values are expected to be
@@ -46,6 +50,8 @@ type HardenedVaultArgs struct {
 	ChartVersion string
 	// ChartRepo is the Helm repository; "" means DefaultChartRepo.
 	ChartRepo string
+	// Image is the server image, repository:tag; "" means DefaultImage.
+	Image string
 	// ServiceAccountName is the name of Vault's service account, which the
 	// IRSA role's trust policy names; "" means the component name.
 	ServiceAccountName string
@@ -113,8 +119,13 @@ type HardenedVault struct {
 	pulumi.ResourceState
 
 	// Address is the in-cluster address of the Vault service,
-	// https://<name>.<namespace>.svc:8200.
+	// https://<name>.<namespace>.svc:8200, which balances over every
+	// unsealed voter: for clients that any voter can serve.
 	Address pulumi.StringOutput
+	// ActiveAddress is the address of the active node's service,
+	// https://<name>-active.<namespace>.svc:8200: for whoever needs the
+	// leader (snapshots, the bootstrap), so no request is redirected.
+	ActiveAddress pulumi.StringOutput
 	// CACertPEM is the certificate of the CA that signed Vault's
 	// certificate: what clients trust. Public.
 	CACertPEM pulumi.StringOutput
@@ -212,6 +223,7 @@ func NewHardenedVault(ctx *pulumi.Context, name string, args *HardenedVaultArgs,
 				Name:               name,
 				Namespace:          namespace,
 				Replicas:           a.Replicas,
+				Image:              a.Image,
 				Config:             string(config),
 				TLSSecretName:      tlsSecretName,
 				CASecretName:       caSecretName,
@@ -251,6 +263,7 @@ func NewHardenedVault(ctx *pulumi.Context, name string, args *HardenedVaultArgs,
 	}
 
 	comp.Address = pulumi.Sprintf("https://%s.%s.svc:%d", name, ns, apiPort)
+	comp.ActiveAddress = pulumi.Sprintf("https://%s-active.%s.svc:%d", name, ns, apiPort)
 	comp.CACertPEM = certs.caCertPEM
 	comp.ServerPrivateKeyPEM = certs.serverKeyPEM
 	comp.TLSSecretName = tlsSecret.Metadata.Name().Elem()
@@ -261,6 +274,7 @@ func NewHardenedVault(ctx *pulumi.Context, name string, args *HardenedVaultArgs,
 
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{
 		"address":             comp.Address,
+		"activeAddress":       comp.ActiveAddress,
 		"caCertPem":           comp.CACertPEM,
 		"serverPrivateKeyPem": comp.ServerPrivateKeyPEM,
 		"tlsSecretName":       comp.TLSSecretName,
@@ -290,9 +304,15 @@ func withDefaults(name string, a HardenedVaultArgs) (HardenedVaultArgs, error) {
 	case a.Replicas < 0:
 		return a, fmt.Errorf("vault: Replicas %d is negative", a.Replicas)
 	}
+	if a.Image != "" {
+		if _, _, err := kube.SplitImage(a.Image); err != nil {
+			return a, fmt.Errorf("vault: Image: %w", err)
+		}
+	}
 	setDefault(&a.Replicas, defaultReplicas)
 	setDefault(&a.ChartVersion, DefaultChartVersion)
 	setDefault(&a.ChartRepo, DefaultChartRepo)
+	setDefault(&a.Image, DefaultImage)
 	setDefault(&a.ServiceAccountName, name)
 	setDefault(&a.DataStorageSize, DefaultStorageSize)
 	setDefault(&a.AuditStorageSize, DefaultStorageSize)
