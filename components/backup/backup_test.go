@@ -703,3 +703,29 @@ func TestMissingArgsFail(t *testing.T) {
 		})
 	}
 }
+
+// TestBucketGuardsAreOrdered pins the DependsOn edges that order the
+// bucket's guards; none of them follows from an input, so a dropped edge
+// would show only as a failed or racing update against S3.
+func TestBucketGuardsAreOrdered(t *testing.T) {
+	a := args()
+	a.ObjectLockDays = 7
+	mon, _ := run(t, a)
+	edges := []struct {
+		what, typ, name, afterType, afterName string
+	}{
+		// S3 rejects concurrent changes to a bucket's access settings.
+		{"the policy after the public access block", policyType, "snap-policy", pabType, "snap-public-access"},
+		{"ownership after the policy", ownershipType, "snap-ownership", policyType, "snap-policy"},
+		// Rules on versions need versioning first.
+		{"the lifecycle after versioning", lifecycleType, "snap-lifecycle", versioningType, "snap-versioning"},
+		{"object lock after versioning", lockType, "snap-object-lock", versioningType, "snap-versioning"},
+	}
+	for _, e := range edges {
+		r := tests.MustFind(t, mon, e.typ, e.name)
+		after := tests.MustFind(t, mon, e.afterType, e.afterName)
+		if !contains(r.DependsOn, after.URN) {
+			t.Errorf("%s: %s does not depend on %s; its dependencies: %v", e.what, e.name, e.afterName, r.DependsOn)
+		}
+	}
+}
