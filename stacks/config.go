@@ -11,6 +11,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
 
+	"github.com/secrets-platform/secrets-platform/components/backup"
 	"github.com/secrets-platform/secrets-platform/components/kube"
 )
 
@@ -30,7 +31,7 @@ type Config struct {
 	// Unseal configures the KMS auto-unseal key (`unseal`).
 	Unseal UnsealConfig `json:"unseal"`
 	// Backup configures Raft snapshots to S3 (`backup`).
-	Backup BackupConfig `json:"backup"`
+	Backup backup.Config `json:"backup"`
 	// ExternalSecrets configures ESO and the synced secrets (`externalSecrets`).
 	ExternalSecrets ExternalSecretsConfig `json:"externalSecrets"`
 	// Observability configures metrics, alerts and dashboards (`observability`).
@@ -149,36 +150,6 @@ type UnsealConfig struct {
 	AccountID string `json:"accountId"`
 	// Tags are added to the key.
 	Tags map[string]string `json:"tags,omitempty"`
-}
-
-// BackupConfig configures BackupBucket and the snapshot job.
-type BackupConfig struct {
-	// BucketName is the bucket's name; "" lets Pulumi name it.
-	BucketName string `json:"bucketName,omitempty"`
-	// Prefix is the key prefix of the snapshots.
-	Prefix string `json:"prefix,omitempty"`
-	// RetentionDays expires snapshots after this many days.
-	RetentionDays int `json:"retentionDays,omitempty"`
-	// NoncurrentVersionDays expires overwritten versions.
-	NoncurrentVersionDays int `json:"noncurrentVersionDays,omitempty"`
-	// ObjectLockDays turns on governance-mode object lock when above 0.
-	ObjectLockDays int `json:"objectLockDays,omitempty"`
-	// KMSKeyARN encrypts the bucket with an existing key; "" creates one.
-	KMSKeyARN string `json:"kmsKeyArn,omitempty"`
-	// Schedule is the snapshot CronJob's schedule.
-	Schedule string `json:"schedule,omitempty"`
-	// ServiceAccount is the snapshot job's service account.
-	ServiceAccount string `json:"serviceAccount,omitempty"`
-	// VaultRole is the Vault Kubernetes-auth role of the snapshot job.
-	VaultRole string `json:"vaultRole,omitempty"`
-	// VaultAuthMount is the Kubernetes auth method's mount path.
-	VaultAuthMount string `json:"vaultAuthMount,omitempty"`
-	// VaultImage runs the snapshot; pinned by version.
-	VaultImage string `json:"vaultImage,omitempty"`
-	// AWSCLIImage uploads it; pinned by version.
-	AWSCLIImage string `json:"awsCliImage,omitempty"`
-	// Resources are each snapshot container's requests and limits.
-	Resources kube.Resources `json:"resources"`
 }
 
 // ExternalSecretsConfig configures ExternalSecretsStack.

@@ -54,21 +54,7 @@ func defaults(stack string) Config {
 			AliasName:          "alias/" + stack + "-vault-unseal",
 			DeletionWindowDays: kmsunseal.DefaultDeletionWindowDays,
 		},
-		Backup: BackupConfig{
-			Prefix:                "raft-snapshots",
-			RetentionDays:         30,
-			NoncurrentVersionDays: 7,
-			Schedule:              backup.DefaultSchedule,
-			ServiceAccount:        "vault-snapshot",
-			VaultRole:             backup.DefaultVaultRole,
-			VaultAuthMount:        backup.DefaultVaultAuthMount,
-			VaultImage:            "hashicorp/vault:1.20.4",
-			AWSCLIImage:           "amazon/aws-cli:2.31.18",
-			Resources: kube.Resources{
-				Requests: map[string]string{"cpu": "100m", "memory": "128Mi"},
-				Limits:   map[string]string{"cpu": "500m", "memory": "256Mi"},
-			},
-		},
+		Backup: backup.DefaultConfig(),
 		ExternalSecrets: ExternalSecretsConfig{
 			ChartVersion:   externalsecrets.DefaultChartVersion,
 			ChartRepo:      externalsecrets.DefaultChartRepo,

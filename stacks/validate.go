@@ -1,23 +1,16 @@
 package stacks
 
 import (
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/Masterminds/semver/v3"
-	"github.com/robfig/cron/v3"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/secrets-platform/secrets-platform/components/kube"
+	"github.com/secrets-platform/secrets-platform/components/validate"
 )
 
 // minRefreshInterval keeps ExternalSecrets from hammering Vault: the seed
@@ -37,389 +30,208 @@ var (
 	regionPattern    = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$`)
 	accountPattern   = regexp.MustCompile(`^[0-9]{12}$`)
 	oidcARNPattern   = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/.+$`)
-	kmsARNPattern    = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$`)
 	psVersionPattern = regexp.MustCompile(`^(latest|v1\.[0-9]+)$`)
-	bucketPattern    = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 )
-
-// problems collects every invalid value, each naming its key, the value and
-// what is allowed.
-type problems []string
-
-func (p *problems) addf(key, format string, args ...any) {
-	*p = append(*p, key+": "+fmt.Sprintf(format, args...))
-}
 
 // Validate checks the whole configuration and reports every problem at once.
 func (c *Config) Validate() error {
-	var p problems
+	var p validate.Problems
 	c.validateCluster(&p)
 	c.validateGuardrails(&p)
 	c.validateVault(&p)
 	c.validateUnseal(&p)
-	c.validateBackup(&p)
+	p = append(p, c.Backup.Validate("backup")...)
 	c.validateExternalSecrets(&p)
-	dnsLabel(&p, "observability.monitoringNamespace", c.Observability.MonitoringNamespace)
-	if len(p) == 0 {
-		return nil
-	}
-	return errors.New("invalid configuration:\n  " + strings.Join(p, "\n  "))
+	p.DNSLabel("observability.monitoringNamespace", c.Observability.MonitoringNamespace)
+	return validate.Err("invalid configuration", p)
 }
 
-func (c *Config) validateCluster(p *problems) {
+func (c *Config) validateCluster(p *validate.Problems) {
 	if c.Namespace == "" {
-		p.addf("namespace", "required: the workload namespace, for example production")
+		p.Addf("namespace", "required: the workload namespace, for example production")
 	} else {
-		dnsLabel(p, "namespace", c.Namespace)
+		p.DNSLabel("namespace", c.Namespace)
 	}
 	if !regionPattern.MatchString(c.Region) {
-		p.addf("aws:region", "%q is not an AWS region; set it, for example `pulumi config set aws:region eu-west-1`", c.Region)
+		p.Addf("aws:region", "%q is not an AWS region; set it, for example `pulumi config set aws:region eu-west-1`", c.Region)
 	}
 	k := c.Kubernetes
 	if !oidcARNPattern.MatchString(k.OIDCProviderARN) {
-		p.addf("kubernetes.oidcProviderArn", "%q is not an IAM OIDC provider ARN (arn:aws:iam::<account>:oidc-provider/<issuer>); the IRSA roles of Vault and the snapshot job trust it", k.OIDCProviderARN)
+		p.Addf("kubernetes.oidcProviderArn", "%q is not an IAM OIDC provider ARN (arn:aws:iam::<account>:oidc-provider/<issuer>); the IRSA roles of Vault and the snapshot job trust it", k.OIDCProviderARN)
 	}
 	if u, err := url.Parse(k.OIDCIssuer); err != nil || u.Scheme != "https" || u.Host == "" {
-		p.addf("kubernetes.oidcIssuer", "%q is not the cluster's https:// OIDC issuer URL", k.OIDCIssuer)
+		p.Addf("kubernetes.oidcIssuer", "%q is not the cluster's https:// OIDC issuer URL", k.OIDCIssuer)
 	}
 	if len(k.APIServerCIDRs) == 0 {
-		p.addf("kubernetes.apiServerCidrs", "required: the CIDRs of the Kubernetes API, which Vault and ESO must reach through the default-deny network policy")
+		p.Addf("kubernetes.apiServerCidrs", "required: the CIDRs of the Kubernetes API, which Vault and ESO must reach through the default-deny network policy")
 	}
-	cidrs(p, "kubernetes.apiServerCidrs", k.APIServerCIDRs)
-	port(p, "kubernetes.apiServerPort", k.APIServerPort)
+	p.CIDRs("kubernetes.apiServerCidrs", k.APIServerCIDRs)
+	p.Port("kubernetes.apiServerPort", k.APIServerPort)
 }
 
-func (c *Config) validateGuardrails(p *problems) {
+func (c *Config) validateGuardrails(p *validate.Problems) {
 	g := c.Guardrails
 	if g.PodSecurityLevel != "restricted" && g.PodSecurityLevel != "baseline" {
-		p.addf("guardrails.podSecurityLevel", "%q is not allowed; use restricted (the seed's target) or baseline", g.PodSecurityLevel)
+		p.Addf("guardrails.podSecurityLevel", "%q is not allowed; use restricted (the seed's target) or baseline", g.PodSecurityLevel)
 	}
 	if !psVersionPattern.MatchString(g.PodSecurityVersion) {
-		p.addf("guardrails.podSecurityVersion", "%q is not a Pod Security version; use v1.<minor> or latest", g.PodSecurityVersion)
+		p.Addf("guardrails.podSecurityVersion", "%q is not a Pod Security version; use v1.<minor> or latest", g.PodSecurityVersion)
 	}
 	if len(g.Quota) == 0 {
-		p.addf("guardrails.quota", "required: the namespace's hard limits (requests.cpu, limits.cpu, requests.memory, limits.memory, pods, requests.storage)")
+		p.Addf("guardrails.quota", "required: the namespace's hard limits (requests.cpu, limits.cpu, requests.memory, limits.memory, pods, requests.storage)")
 	}
-	for _, name := range sortedKeys(g.Quota) {
+	for _, name := range validate.SortedKeys(g.Quota) {
 		if !quotaResources[name] {
-			p.addf("guardrails.quota."+name, "is not a supported quota resource; allowed: %s", strings.Join(sortedKeys(quotaResources), ", "))
+			p.Addf("guardrails.quota."+name, "is not a supported quota resource; allowed: %s", strings.Join(validate.SortedKeys(quotaResources), ", "))
 		}
 	}
-	quota := quantities(p, "guardrails.quota", g.Quota)
+	quota := p.Quantities("guardrails.quota", g.Quota)
 	for _, r := range []string{"cpu", "memory", "ephemeral-storage"} {
 		req, hasReq := quota["requests."+r]
 		lim, hasLim := quota["limits."+r]
 		if hasReq && hasLim && req.Cmp(lim) > 0 {
-			p.addf("guardrails.quota.requests."+r, "%s is above limits.%s %s; a request cannot exceed its limit", req.String(), r, lim.String())
+			p.Addf("guardrails.quota.requests."+r, "%s is above limits.%s %s; a request cannot exceed its limit", req.String(), r, lim.String())
 		}
 	}
-	requestsAndLimits(p, "guardrails", kube.Resources{Requests: g.DefaultRequest, Limits: g.DefaultLimit}, "defaultRequest", "defaultLimit")
-	cidrs(p, "guardrails.awsCidrs", g.AWSCIDRs)
+	p.RequestsAndLimits("guardrails", kube.Resources{Requests: g.DefaultRequest, Limits: g.DefaultLimit}, "defaultRequest", "defaultLimit")
+	p.CIDRs("guardrails.awsCidrs", g.AWSCIDRs)
 	seen := map[string]bool{}
 	for i, a := range g.ExtraAllows {
 		key := fmt.Sprintf("guardrails.extraAllows[%d]", i)
-		dnsLabel(p, key+".name", a.Name)
+		p.DNSLabel(key+".name", a.Name)
 		if seen[a.Name] {
-			p.addf(key+".name", "%q is used twice; names must be unique", a.Name)
+			p.Addf(key+".name", "%q is used twice; names must be unique", a.Name)
 		}
 		seen[a.Name] = true
 		if len(a.From) == 0 || len(a.To) == 0 {
-			p.addf(key, "from and to must both select pods by label; an empty selector would open the flow to every pod")
+			p.Addf(key, "from and to must both select pods by label; an empty selector would open the flow to every pod")
 		}
 		if len(a.Ports) == 0 {
-			p.addf(key+".ports", "required: every allow names its ports")
+			p.Addf(key+".ports", "required: every allow names its ports")
 		}
 		for j, pt := range a.Ports {
-			port(p, fmt.Sprintf("%s.ports[%d].port", key, j), pt.Port)
+			p.Port(fmt.Sprintf("%s.ports[%d].port", key, j), pt.Port)
 			if pt.Protocol != "TCP" && pt.Protocol != "UDP" {
-				p.addf(fmt.Sprintf("%s.ports[%d].protocol", key, j), "%q is not allowed; use TCP or UDP", pt.Protocol)
+				p.Addf(fmt.Sprintf("%s.ports[%d].protocol", key, j), "%q is not allowed; use TCP or UDP", pt.Protocol)
 			}
 		}
 	}
 }
 
-func (c *Config) validateVault(p *problems) {
+func (c *Config) validateVault(p *validate.Problems) {
 	v := c.Vault
 	switch {
 	case v.Replicas%2 == 0:
-		p.addf("vault.replicas", "%d is even; Raft needs an odd number of voters (3 or 5)", v.Replicas)
+		p.Addf("vault.replicas", "%d is even; Raft needs an odd number of voters (3 or 5)", v.Replicas)
 	case v.Replicas < 3:
-		p.addf("vault.replicas", "%d is too few; Raft needs 3 or 5 voters to survive the loss of one", v.Replicas)
+		p.Addf("vault.replicas", "%d is too few; Raft needs 3 or 5 voters to survive the loss of one", v.Replicas)
 	case v.Replicas > 5:
-		p.addf("vault.replicas", "%d is too many; more than 5 voters slows every write (use 3 or 5)", v.Replicas)
+		p.Addf("vault.replicas", "%d is too many; more than 5 voters slows every write (use 3 or 5)", v.Replicas)
 	}
-	chartVersion(p, "vault.chartVersion", v.ChartVersion)
-	httpsURL(p, "vault.chartRepo", v.ChartRepo)
-	dnsLabel(p, "vault.serviceAccount", v.ServiceAccount)
+	p.ChartVersion("vault.chartVersion", v.ChartVersion)
+	p.HTTPSURL("vault.chartRepo", v.ChartRepo)
+	p.DNSLabel("vault.serviceAccount", v.ServiceAccount)
 	if v.Mlock {
 		// DESIGN decision 1 allowed mlock with a baseline namespace, but
 		// baseline admits no IPC_LOCK either: only privileged does, and a
 		// privileged namespace is no guardrail.
-		p.addf("vault.mlock", "true needs the IPC_LOCK capability, which neither the %s level of guardrails.podSecurityLevel nor any level the platform offers (restricted, baseline) admits; keep mlock off, as HashiCorp recommends with Raft storage", c.Guardrails.PodSecurityLevel)
+		p.Addf("vault.mlock", "true needs the IPC_LOCK capability, which neither the %s level of guardrails.podSecurityLevel nor any level the platform offers (restricted, baseline) admits; keep mlock off, as HashiCorp recommends with Raft storage", c.Guardrails.PodSecurityLevel)
 	}
 	t := v.TLS
 	if t.ValidityHours <= 0 {
-		p.addf("vault.tls.validityHours", "%d must be positive", t.ValidityHours)
+		p.Addf("vault.tls.validityHours", "%d must be positive", t.ValidityHours)
 	}
 	if t.EarlyRenewalHours <= 0 || t.EarlyRenewalHours >= t.ValidityHours {
-		p.addf("vault.tls.earlyRenewalHours", "%d must be above 0 and below vault.tls.validityHours (%d), or the certificate is re-issued on every update", t.EarlyRenewalHours, t.ValidityHours)
+		p.Addf("vault.tls.earlyRenewalHours", "%d must be above 0 and below vault.tls.validityHours (%d), or the certificate is re-issued on every update", t.EarlyRenewalHours, t.ValidityHours)
 	}
 	byo := t.CACertPEM != "" || t.CAKeyPEM != ""
 	switch {
 	case byo && (t.CACertPEM == "" || t.CAKeyPEM == ""):
-		p.addf("vault.tls", "caCertPem and caKeyPem come together: give both (your own CA) or neither (a generated CA)")
+		p.Addf("vault.tls", "caCertPem and caKeyPem come together: give both (your own CA) or neither (a generated CA)")
 	case byo:
-		caCertificate(p, "vault.tls.caCertPem", t.CACertPEM)
+		p.CACertificate("vault.tls.caCertPem", t.CACertPEM)
 	case t.CAValidityHours <= t.ValidityHours:
-		p.addf("vault.tls.caValidityHours", "%d must be above vault.tls.validityHours (%d): the CA must outlive the certificates it signs", t.CAValidityHours, t.ValidityHours)
+		p.Addf("vault.tls.caValidityHours", "%d must be above vault.tls.validityHours (%d): the CA must outlive the certificates it signs", t.CAValidityHours, t.ValidityHours)
 	}
-	workloadResources(p, "vault.resources", v.Resources)
-	quantity(p, "vault.dataStorage", v.DataStorage)
-	quantity(p, "vault.auditStorage", v.AuditStorage)
-	positive(p, "vault.timeoutSeconds", v.TimeoutSeconds)
+	p.WorkloadResources("vault.resources", v.Resources)
+	p.Quantity("vault.dataStorage", v.DataStorage)
+	p.Quantity("vault.auditStorage", v.AuditStorage)
+	p.Positive("vault.timeoutSeconds", v.TimeoutSeconds)
 }
 
-func (c *Config) validateUnseal(p *problems) {
+func (c *Config) validateUnseal(p *validate.Problems) {
 	u := c.Unseal
 	if !strings.HasPrefix(u.AliasName, "alias/") || strings.HasPrefix(u.AliasName, "alias/aws/") || len(u.AliasName) <= len("alias/") {
-		p.addf("unseal.aliasName", "%q must start with alias/ and not alias/aws/ (reserved for AWS managed keys)", u.AliasName)
+		p.Addf("unseal.aliasName", "%q must start with alias/ and not alias/aws/ (reserved for AWS managed keys)", u.AliasName)
 	}
 	if u.DeletionWindowDays < 7 || u.DeletionWindowDays > 30 {
-		p.addf("unseal.deletionWindowDays", "%d is outside 7..30, the window AWS KMS allows", u.DeletionWindowDays)
+		p.Addf("unseal.deletionWindowDays", "%d is outside 7..30, the window AWS KMS allows", u.DeletionWindowDays)
 	}
 	if !accountPattern.MatchString(u.AccountID) {
-		p.addf("unseal.accountId", "%q is not a 12-digit AWS account ID; its administrators keep managing the key", u.AccountID)
+		p.Addf("unseal.accountId", "%q is not a 12-digit AWS account ID; its administrators keep managing the key", u.AccountID)
 	}
 }
 
-func (c *Config) validateBackup(p *problems) {
-	b := c.Backup
-	if b.BucketName != "" && !bucketPattern.MatchString(b.BucketName) {
-		p.addf("backup.bucketName", "%q is not a valid S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)", b.BucketName)
-	}
-	if b.Prefix == "" || strings.HasPrefix(b.Prefix, "/") || strings.HasSuffix(b.Prefix, "/") {
-		p.addf("backup.prefix", "%q must be a non-empty key prefix without leading or trailing /", b.Prefix)
-	}
-	if b.RetentionDays < 1 {
-		p.addf("backup.retentionDays", "%d must be at least 1 day", b.RetentionDays)
-	}
-	if b.NoncurrentVersionDays < 1 {
-		p.addf("backup.noncurrentVersionDays", "%d must be at least 1 day", b.NoncurrentVersionDays)
-	}
-	if b.ObjectLockDays < 0 || b.ObjectLockDays > b.RetentionDays {
-		p.addf("backup.objectLockDays", "%d must be between 0 (off) and backup.retentionDays (%d)", b.ObjectLockDays, b.RetentionDays)
-	}
-	if b.KMSKeyARN != "" && !kmsARNPattern.MatchString(b.KMSKeyARN) {
-		p.addf("backup.kmsKeyArn", "%q is not a KMS key ARN; leave it empty to create a key", b.KMSKeyARN)
-	}
-	if _, err := cron.ParseStandard(b.Schedule); err != nil {
-		p.addf("backup.schedule", "%q is not a cron schedule (%v); for example \"0 */6 * * *\"", b.Schedule, err)
-	}
-	dnsLabel(p, "backup.serviceAccount", b.ServiceAccount)
-	nonEmpty(p, "backup.vaultRole", b.VaultRole)
-	nonEmpty(p, "backup.vaultAuthMount", b.VaultAuthMount)
-	pinnedImage(p, "backup.vaultImage", b.VaultImage)
-	pinnedImage(p, "backup.awsCliImage", b.AWSCLIImage)
-	workloadResources(p, "backup.resources", b.Resources)
-}
-
-func (c *Config) validateExternalSecrets(p *problems) {
+func (c *Config) validateExternalSecrets(p *validate.Problems) {
 	e := c.ExternalSecrets
-	chartVersion(p, "externalSecrets.chartVersion", e.ChartVersion)
-	httpsURL(p, "externalSecrets.chartRepo", e.ChartRepo)
+	p.ChartVersion("externalSecrets.chartVersion", e.ChartVersion)
+	p.HTTPSURL("externalSecrets.chartRepo", e.ChartRepo)
 	if e.Replicas < 1 {
-		p.addf("externalSecrets.replicas", "%d must be at least 1", e.Replicas)
+		p.Addf("externalSecrets.replicas", "%d must be at least 1", e.Replicas)
 	}
 	if e.ServiceAccount == "default" {
-		p.addf("externalSecrets.serviceAccount", "\"default\" is shared by every pod of the namespace; Vault auth needs a dedicated account such as external-secrets-vault-auth")
+		p.Addf("externalSecrets.serviceAccount", "\"default\" is shared by every pod of the namespace; Vault auth needs a dedicated account such as external-secrets-vault-auth")
 	} else {
-		dnsLabel(p, "externalSecrets.serviceAccount", e.ServiceAccount)
+		p.DNSLabel("externalSecrets.serviceAccount", e.ServiceAccount)
 	}
-	workloadResources(p, "externalSecrets.resources.controller", e.Resources.Controller)
-	workloadResources(p, "externalSecrets.resources.webhook", e.Resources.Webhook)
-	workloadResources(p, "externalSecrets.resources.certController", e.Resources.CertController)
+	p.WorkloadResources("externalSecrets.resources.controller", e.Resources.Controller)
+	p.WorkloadResources("externalSecrets.resources.webhook", e.Resources.Webhook)
+	p.WorkloadResources("externalSecrets.resources.certController", e.Resources.CertController)
 	s := e.Store
-	dnsLabel(p, "externalSecrets.store.name", s.Name)
-	nonEmpty(p, "externalSecrets.store.path", s.Path)
+	p.DNSLabel("externalSecrets.store.name", s.Name)
+	p.NonEmpty("externalSecrets.store.path", s.Path)
 	if s.Version != "v2" {
-		p.addf("externalSecrets.store.version", "%q is not supported; the platform uses the KV v2 engine (v2)", s.Version)
+		p.Addf("externalSecrets.store.version", "%q is not supported; the platform uses the KV v2 engine (v2)", s.Version)
 	}
-	nonEmpty(p, "externalSecrets.store.authMount", s.AuthMount)
-	nonEmpty(p, "externalSecrets.store.role", s.Role)
+	p.NonEmpty("externalSecrets.store.authMount", s.AuthMount)
+	p.NonEmpty("externalSecrets.store.role", s.Role)
 	refreshInterval(p, "externalSecrets.refreshInterval", e.RefreshInterval)
 	if len(e.Secrets) == 0 {
-		p.addf("externalSecrets.secrets", "required: at least one ExternalSecret (the seed syncs postgres-credentials)")
+		p.Addf("externalSecrets.secrets", "required: at least one ExternalSecret (the seed syncs postgres-credentials)")
 	}
 	names, targets := map[string]bool{}, map[string]bool{}
 	for i, s := range e.Secrets {
 		key := fmt.Sprintf("externalSecrets.secrets[%d]", i)
-		dnsSubdomain(p, key+".name", s.Name)
-		dnsSubdomain(p, key+".target", s.Target)
+		p.DNSSubdomain(key+".name", s.Name)
+		p.DNSSubdomain(key+".target", s.Target)
 		if names[s.Name] {
-			p.addf(key+".name", "%q is used twice; names must be unique", s.Name)
+			p.Addf(key+".name", "%q is used twice; names must be unique", s.Name)
 		}
 		if targets[s.Target] {
-			p.addf(key+".target", "%q is written by two ExternalSecrets; each owns its Secret", s.Target)
+			p.Addf(key+".target", "%q is written by two ExternalSecrets; each owns its Secret", s.Target)
 		}
 		names[s.Name], targets[s.Target] = true, true
 		refreshInterval(p, key+".refreshInterval", s.RefreshInterval)
-		nonEmpty(p, key+".vaultKey", strings.Trim(s.VaultKey, "/ "))
+		p.NonEmpty(key+".vaultKey", strings.Trim(s.VaultKey, "/ "))
 		if len(s.Data) == 0 {
-			p.addf(key+".data", "required: map at least one Vault property to a Secret key")
+			p.Addf(key+".data", "required: map at least one Vault property to a Secret key")
 		}
 		for j, d := range s.Data {
-			nonEmpty(p, fmt.Sprintf("%s.data[%d].property", key, j), d.Property)
+			p.NonEmpty(fmt.Sprintf("%s.data[%d].property", key, j), d.Property)
 			if errs := validation.IsConfigMapKey(d.SecretKey); len(errs) > 0 {
-				p.addf(fmt.Sprintf("%s.data[%d].secretKey", key, j), "%q is not a valid Secret key: %s", d.SecretKey, strings.Join(errs, "; "))
+				p.Addf(fmt.Sprintf("%s.data[%d].secretKey", key, j), "%q is not a valid Secret key: %s", d.SecretKey, strings.Join(errs, "; "))
 			}
 		}
 	}
 }
 
-func refreshInterval(p *problems, key, value string) {
+func refreshInterval(p *validate.Problems, key, value string) {
 	d, err := time.ParseDuration(value)
 	if err != nil {
-		p.addf(key, "%q is not a Go duration; write it like 5m or 1h", value)
+		p.Addf(key, "%q is not a Go duration; write it like 5m or 1h", value)
 		return
 	}
 	if d < minRefreshInterval {
-		p.addf(key, "%s is under the 1m minimum; the seed refreshes every 5m", value)
+		p.Addf(key, "%s is under the 1m minimum; the seed refreshes every 5m", value)
 	}
-}
-
-func dnsLabel(p *problems, key, value string) {
-	if errs := validation.IsDNS1123Label(value); len(errs) > 0 {
-		p.addf(key, "%q is not a DNS label: %s", value, strings.Join(errs, "; "))
-	}
-}
-
-func dnsSubdomain(p *problems, key, value string) {
-	if errs := validation.IsDNS1123Subdomain(value); len(errs) > 0 {
-		p.addf(key, "%q is not a valid Kubernetes name: %s", value, strings.Join(errs, "; "))
-	}
-}
-
-func nonEmpty(p *problems, key, value string) {
-	if strings.TrimSpace(value) == "" {
-		p.addf(key, "must not be empty")
-	}
-}
-
-func positive(p *problems, key string, value int) {
-	if value <= 0 {
-		p.addf(key, "%d must be positive", value)
-	}
-}
-
-func port(p *problems, key string, value int) {
-	if value < 1 || value > 65535 {
-		p.addf(key, "%d is not a port (1..65535)", value)
-	}
-}
-
-func cidrs(p *problems, key string, values []string) {
-	for i, v := range values {
-		if _, _, err := net.ParseCIDR(v); err != nil {
-			p.addf(fmt.Sprintf("%s[%d]", key, i), "%q is not a CIDR such as 10.0.0.0/16", v)
-		}
-	}
-}
-
-func httpsURL(p *problems, key, value string) {
-	if u, err := url.Parse(value); err != nil || u.Scheme != "https" || u.Host == "" {
-		p.addf(key, "%q is not an https:// URL", value)
-	}
-}
-
-func chartVersion(p *problems, key, value string) {
-	if _, err := semver.StrictNewVersion(value); err != nil {
-		p.addf(key, "%q is not a semantic version such as 1.2.3; pin the chart exactly", value)
-	}
-}
-
-func pinnedImage(p *problems, key, value string) {
-	slash := strings.LastIndex(value, "/")
-	colon := strings.LastIndex(value, ":")
-	tag := ""
-	if colon > slash {
-		tag = value[colon+1:]
-	}
-	if tag == "" || tag == "latest" {
-		p.addf(key, "%q must be pinned to a version tag (for example hashicorp/vault:1.20.4), not latest or untagged", value)
-	}
-}
-
-func caCertificate(p *problems, key, value string) {
-	block, _ := pem.Decode([]byte(value))
-	if block == nil {
-		p.addf(key, "is not PEM; give the CA certificate as `pulumi config set --secret --path vault.tls.caCertPem < ca.pem`")
-		return
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		p.addf(key, "is not an X.509 certificate: %v", err)
-		return
-	}
-	if !cert.IsCA {
-		p.addf(key, "the certificate %q is not a CA (basicConstraints CA:FALSE)", cert.Subject.CommonName)
-	}
-}
-
-func quantity(p *problems, key, value string) (resource.Quantity, bool) {
-	q, err := resource.ParseQuantity(value)
-	if err != nil {
-		p.addf(key, "%q is not a Kubernetes quantity such as 500m, 2, 16Gi", value)
-		return q, false
-	}
-	if q.Sign() < 0 {
-		p.addf(key, "%q must not be negative", value)
-		return q, false
-	}
-	return q, true
-}
-
-func quantities(p *problems, key string, values map[string]string) map[string]resource.Quantity {
-	out := map[string]resource.Quantity{}
-	for _, name := range sortedKeys(values) {
-		if q, ok := quantity(p, key+"."+name, values[name]); ok {
-			out[name] = q
-		}
-	}
-	return out
-}
-
-// workloadResources requires cpu and memory requests and limits: the quota
-// rejects pods without them (DESIGN decision 5).
-func workloadResources(p *problems, key string, r kube.Resources) {
-	for _, group := range []struct {
-		name   string
-		values map[string]string
-	}{{"requests", r.Requests}, {"limits", r.Limits}} {
-		for _, res := range []string{"cpu", "memory"} {
-			if _, ok := group.values[res]; !ok {
-				p.addf(key+"."+group.name+"."+res, "required: the namespace quota admits only pods with cpu and memory requests and limits")
-			}
-		}
-	}
-	requestsAndLimits(p, key, r, "requests", "limits")
-}
-
-func requestsAndLimits(p *problems, key string, r kube.Resources, reqName, limName string) {
-	req := quantities(p, key+"."+reqName, r.Requests)
-	lim := quantities(p, key+"."+limName, r.Limits)
-	for _, name := range sortedKeys(req) {
-		q := req[name]
-		if l, ok := lim[name]; ok && q.Cmp(l) > 0 {
-			p.addf(key+"."+reqName+"."+name, "%s is above the limit %s; a request cannot exceed its limit", q.String(), l.String())
-		}
-	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

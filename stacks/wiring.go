@@ -102,33 +102,17 @@ func vaultArgs(cfg *Config, namespace pulumi.StringInput, unseal *kmsunseal.KMSU
 }
 
 func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault) *backup.BackupBucketArgs {
-	b := cfg.Backup
-	args := &backup.BackupBucketArgs{
-		BucketName:            b.BucketName,
-		Prefix:                b.Prefix,
-		RetentionDays:         b.RetentionDays,
-		NoncurrentVersionDays: b.NoncurrentVersionDays,
-		ObjectLockDays:        b.ObjectLockDays,
-		AccountID:             pulumi.String(cfg.Unseal.AccountID),
-		Region:                pulumi.String(cfg.Region),
-		OIDCProviderARN:       pulumi.String(cfg.Kubernetes.OIDCProviderARN),
-		OIDCIssuer:            pulumi.String(cfg.Kubernetes.OIDCIssuer),
-		Namespace:             namespace,
-		ServiceAccountName:    b.ServiceAccount,
-		Schedule:              b.Schedule,
-		VaultAddress:          v.Address,
-		VaultCASecretName:     v.CASecretName,
-		VaultAuthMount:        b.VaultAuthMount,
-		VaultRole:             b.VaultRole,
-		VaultImage:            b.VaultImage,
-		AWSCLIImage:           b.AWSCLIImage,
-		Resources:             b.Resources,
-		Tags:                  pulumi.ToStringMap(tags(ctx, nil)),
+	return &backup.BackupBucketArgs{
+		Config:            cfg.Backup,
+		AccountID:         pulumi.String(cfg.Unseal.AccountID),
+		Region:            pulumi.String(cfg.Region),
+		OIDCProviderARN:   pulumi.String(cfg.Kubernetes.OIDCProviderARN),
+		OIDCIssuer:        pulumi.String(cfg.Kubernetes.OIDCIssuer),
+		Namespace:         namespace,
+		VaultAddress:      v.Address,
+		VaultCASecretName: v.CASecretName,
+		Tags:              pulumi.ToStringMap(tags(ctx, nil)),
 	}
-	if b.KMSKeyARN != "" {
-		args.KMSKeyARN = pulumi.String(b.KMSKeyARN)
-	}
-	return args
 }
 
 func esoArgs(cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault) *externalsecrets.ExternalSecretsStackArgs {

@@ -37,16 +37,17 @@ func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
 			if err != nil {
 				return err
 			}
+			backupConfig := backup.DefaultConfig()
+			backupConfig.ServiceAccount = name + "-snapshot" // the default is one per namespace
+			backupConfig.Resources = small
 			b, err := backup.NewBackupBucket(ctx, name+"-backup", &backup.BackupBucketArgs{
-				Prefix: "raft-snapshots", RetentionDays: 30, NoncurrentVersionDays: 7,
+				Config:          backupConfig,
 				AccountID:       pulumi.String(recorder.MockAccountID),
 				Region:          pulumi.String("eu-west-1"),
 				OIDCProviderARN: pulumi.String("arn:aws:iam::" + recorder.MockAccountID + ":oidc-provider/oidc.example/id/X"),
 				OIDCIssuer:      pulumi.String("https://oidc.example/id/X"),
 				Namespace:       ns,
 				VaultAddress:    v.Address, VaultCASecretName: v.CASecretName,
-				VaultImage: "hashicorp/vault:1.20.4", AWSCLIImage: "amazon/aws-cli:2.31.18",
-				Resources: small,
 			})
 			if err != nil {
 				return err

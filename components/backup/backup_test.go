@@ -47,24 +47,21 @@ const (
 )
 
 func args() *backup.BackupBucketArgs {
+	c := backup.DefaultConfig()
+	c.AWSCLIImage = "amazon/aws-cli:2.31.0"
+	c.Resources = kube.Resources{
+		Requests: map[string]string{"cpu": "50m", "memory": "64Mi"},
+		Limits:   map[string]string{"cpu": "500m", "memory": "256Mi"},
+	}
 	return &backup.BackupBucketArgs{
-		Prefix:                "raft-snapshots",
-		RetentionDays:         30,
-		NoncurrentVersionDays: 7,
+		Config:                c,
 		AccountID:             pulumi.String(recorder.MockAccountID),
 		Region:                pulumi.String("eu-west-1"),
 		OIDCProviderARN:       pulumi.String(oidcARN),
 		OIDCIssuer:            pulumi.String(oidcIssuer),
 		Namespace:             pulumi.String("production"),
-		ServiceAccountName:    "vault-snapshot",
 		VaultAddress:          pulumi.String(vaultAddr),
 		VaultCASecretName:     pulumi.String("vault-ca"),
-		VaultImage:            "hashicorp/vault:1.20.4",
-		AWSCLIImage:           "amazon/aws-cli:2.31.0",
-		Resources: kube.Resources{
-			Requests: map[string]string{"cpu": "50m", "memory": "64Mi"},
-			Limits:   map[string]string{"cpu": "500m", "memory": "256Mi"},
-		},
 		Tags: pulumi.StringMap{"team": pulumi.String("platform")},
 	}
 }
@@ -242,7 +239,7 @@ func TestObjectLockOnlyWhenConfigured(t *testing.T) {
 func TestConfiguredKeyIsUsedAndNoneCreated(t *testing.T) {
 	const given = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
 	a := args()
-	a.KMSKeyARN = pulumi.String(given)
+	a.KMSKeyARN = given
 	mon, out := run(t, a)
 	if keys := mon.ByType(keyType); len(keys) != 0 {
 		t.Errorf("a key was created although one was given: %d", len(keys))
@@ -495,11 +492,42 @@ func TestCronJobScheduleAndLimits(t *testing.T) {
 		t.Errorf("restartPolicy = %q", job.Template.Spec.RestartPolicy)
 	}
 
+	if got := *job.ActiveDeadlineSeconds; got != 1800 {
+		t.Errorf("activeDeadlineSeconds = %d, want the default 1800", got)
+	}
+
 	a := args()
 	a.Schedule = "30 2 * * *"
+	a.ActiveDeadlineSeconds = 3600
 	mon, _ = run(t, a)
-	if got := cronJob(t, mon).Spec.Schedule; got != "30 2 * * *" {
-		t.Errorf("schedule = %q, want the configured one", got)
+	spec := cronJob(t, mon).Spec
+	if spec.Schedule != "30 2 * * *" {
+		t.Errorf("schedule = %q, want the configured one", spec.Schedule)
+	}
+	if got := spec.JobTemplate.Spec.ActiveDeadlineSeconds; got == nil || *got != 3600 {
+		t.Errorf("activeDeadlineSeconds = %v, want the configured 3600", got)
+	}
+}
+
+// TestConfigValidateKeysProblemsByPath checks the Config without the
+// engine: every problem is reported at once, under the given path.
+func TestConfigValidateKeysProblemsByPath(t *testing.T) {
+	if p := backup.DefaultConfig().Validate("backup"); len(p) != 0 {
+		t.Fatalf("the defaults are invalid: %v", p)
+	}
+	c := backup.DefaultConfig()
+	c.ObjectLockDays = 31 // above the 30 days of retention
+	c.ActiveDeadlineSeconds = 0
+	var got []string
+	for _, p := range c.Validate("backup") {
+		got = append(got, p.String())
+	}
+	want := []string{
+		"backup.objectLockDays: 31 must be between 0 (off) and backup.retentionDays (30)",
+		"backup.activeDeadlineSeconds: 0 must be positive",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
@@ -592,10 +620,13 @@ func TestSnapshotRunsOverTLSWithTheCA(t *testing.T) {
 	}
 
 	script := strings.Join(save.Command, " ")
-	for _, want := range []string{"vault operator raft snapshot save /snapshots/", "auth/${VAULT_AUTH_MOUNT}/login", "jwt=@" + backup.VaultTokenPath} {
+	for _, want := range []string{"vault operator raft snapshot save /snapshots/", "auth/${VAULT_AUTH_MOUNT}/login", `jwt=@"${VAULT_JWT_FILE}"`} {
 		if !strings.Contains(script, want) {
 			t.Errorf("snapshot command lacks %q:\n%s", want, script)
 		}
+	}
+	if e["VAULT_JWT_FILE"] != backup.VaultTokenPath {
+		t.Errorf("VAULT_JWT_FILE = %q, want the projected token %s", e["VAULT_JWT_FILE"], backup.VaultTokenPath)
 	}
 	if e["VAULT_AUTH_MOUNT"] != "kubernetes" || e["VAULT_AUTH_ROLE"] != "raft-snapshot" {
 		t.Errorf("auth mount/role = %q/%q, want the defaults", e["VAULT_AUTH_MOUNT"], e["VAULT_AUTH_ROLE"])
@@ -676,14 +707,14 @@ func TestScriptsParse(t *testing.T) {
 func TestMissingArgsFail(t *testing.T) {
 	cases := map[string]func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs{
 		"args are required": func(*backup.BackupBucketArgs) *backup.BackupBucketArgs { return nil },
-		"RetentionDays":     func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.RetentionDays = 0; return a },
-		"OIDCProviderARN":   func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.OIDCProviderARN = nil; return a },
-		"Prefix":            func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.Prefix = "/"; return a },
-		"Resources": func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs {
+		"snap.retentionDays: 0 must be at least 1 day": func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.RetentionDays = 0; return a },
+		"OIDCProviderARN: is required": func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.OIDCProviderARN = nil; return a },
+		`snap.prefix: "/" must be a non-empty key prefix`: func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.Prefix = "/"; return a },
+		"snap.resources.limits.cpu: required": func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs {
 			a.Resources.Limits = nil
 			return a
 		},
-		"VaultAddress": func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.VaultAddress = nil; return a },
+		"VaultAddress: is required": func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.VaultAddress = nil; return a },
 	}
 	for want, mutate := range cases {
 		t.Run(want, func(t *testing.T) {
