@@ -12,6 +12,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
 
 	"github.com/secrets-platform/secrets-platform/components/backup"
+	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
 	"github.com/secrets-platform/secrets-platform/components/kube"
 )
 
@@ -29,7 +30,7 @@ type Config struct {
 	// Vault configures the Vault cluster (`vault`).
 	Vault VaultConfig `json:"vault"`
 	// Unseal configures the KMS auto-unseal key (`unseal`).
-	Unseal UnsealConfig `json:"unseal"`
+	Unseal kmsunseal.Config `json:"unseal"`
 	// Backup configures Raft snapshots to S3 (`backup`).
 	Backup backup.Config `json:"backup"`
 	// ExternalSecrets configures ESO and the synced secrets (`externalSecrets`).
@@ -138,18 +139,6 @@ type TLSConfig struct {
 	CACertPEM string `json:"caCertPem,omitempty"`
 	// CAKeyPEM is the private key of CACertPEM.
 	CAKeyPEM string `json:"caKeyPem,omitempty"`
-}
-
-// UnsealConfig configures KMSUnseal.
-type UnsealConfig struct {
-	// AliasName is the key's alias; default alias/<stack>-vault-unseal.
-	AliasName string `json:"aliasName,omitempty"`
-	// DeletionWindowDays is the key's deletion window, 7 to 30.
-	DeletionWindowDays int `json:"deletionWindowDays,omitempty"`
-	// AccountID is the AWS account that owns the key.
-	AccountID string `json:"accountId"`
-	// Tags are added to the key.
-	Tags map[string]string `json:"tags,omitempty"`
 }
 
 // ExternalSecretsConfig configures ExternalSecretsStack.

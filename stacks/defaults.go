@@ -50,10 +50,7 @@ func defaults(stack string) Config {
 			AuditStorage:   "5Gi",
 			TimeoutSeconds: vault.DefaultTimeoutSeconds,
 		},
-		Unseal: UnsealConfig{
-			AliasName:          "alias/" + stack + "-vault-unseal",
-			DeletionWindowDays: kmsunseal.DefaultDeletionWindowDays,
-		},
+		Unseal: kmsunseal.DefaultConfig(),
 		Backup: backup.DefaultConfig(),
 		ExternalSecrets: ExternalSecretsConfig{
 			ChartVersion:   externalsecrets.DefaultChartVersion,

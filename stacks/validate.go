@@ -28,7 +28,6 @@ var quotaResources = map[string]bool{
 
 var (
 	regionPattern    = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$`)
-	accountPattern   = regexp.MustCompile(`^[0-9]{12}$`)
 	oidcARNPattern   = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/.+$`)
 	psVersionPattern = regexp.MustCompile(`^(latest|v1\.[0-9]+)$`)
 )
@@ -39,7 +38,7 @@ func (c *Config) Validate() error {
 	c.validateCluster(&p)
 	c.validateGuardrails(&p)
 	c.validateVault(&p)
-	c.validateUnseal(&p)
+	p = append(p, c.Unseal.Validate("unseal")...)
 	p = append(p, c.Backup.Validate("backup")...)
 	c.validateExternalSecrets(&p)
 	p.DNSLabel("observability.monitoringNamespace", c.Observability.MonitoringNamespace)
@@ -157,19 +156,6 @@ func (c *Config) validateVault(p *validate.Problems) {
 	p.Quantity("vault.dataStorage", v.DataStorage)
 	p.Quantity("vault.auditStorage", v.AuditStorage)
 	p.Positive("vault.timeoutSeconds", v.TimeoutSeconds)
-}
-
-func (c *Config) validateUnseal(p *validate.Problems) {
-	u := c.Unseal
-	if !strings.HasPrefix(u.AliasName, "alias/") || strings.HasPrefix(u.AliasName, "alias/aws/") || len(u.AliasName) <= len("alias/") {
-		p.Addf("unseal.aliasName", "%q must start with alias/ and not alias/aws/ (reserved for AWS managed keys)", u.AliasName)
-	}
-	if u.DeletionWindowDays < 7 || u.DeletionWindowDays > 30 {
-		p.Addf("unseal.deletionWindowDays", "%d is outside 7..30, the window AWS KMS allows", u.DeletionWindowDays)
-	}
-	if !accountPattern.MatchString(u.AccountID) {
-		p.Addf("unseal.accountId", "%q is not a 12-digit AWS account ID; its administrators keep managing the key", u.AccountID)
-	}
 }
 
 func (c *Config) validateExternalSecrets(p *validate.Problems) {

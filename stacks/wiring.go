@@ -68,6 +68,19 @@ func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 	}
 }
 
+func unsealArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput) *kmsunseal.KMSUnsealArgs {
+	c := cfg.Unseal
+	c.Tags = tags(ctx, cfg.Unseal.Tags)
+	return &kmsunseal.KMSUnsealArgs{
+		Config:             c,
+		Region:             pulumi.String(cfg.Region),
+		OIDCProviderARN:    pulumi.String(cfg.Kubernetes.OIDCProviderARN),
+		OIDCIssuer:         pulumi.String(cfg.Kubernetes.OIDCIssuer),
+		Namespace:          namespace,
+		ServiceAccountName: pulumi.String(cfg.Vault.ServiceAccount),
+	}
+}
+
 func vaultArgs(cfg *Config, namespace pulumi.StringInput, unseal *kmsunseal.KMSUnseal) *vault.HardenedVaultArgs {
 	v := cfg.Vault
 	tlsArgs := vault.TLSArgs{

@@ -54,15 +54,15 @@ func args() *backup.BackupBucketArgs {
 		Limits:   map[string]string{"cpu": "500m", "memory": "256Mi"},
 	}
 	return &backup.BackupBucketArgs{
-		Config:                c,
-		AccountID:             pulumi.String(recorder.MockAccountID),
-		Region:                pulumi.String("eu-west-1"),
-		OIDCProviderARN:       pulumi.String(oidcARN),
-		OIDCIssuer:            pulumi.String(oidcIssuer),
-		Namespace:             pulumi.String("production"),
-		VaultAddress:          pulumi.String(vaultAddr),
-		VaultCASecretName:     pulumi.String("vault-ca"),
-		Tags: pulumi.StringMap{"team": pulumi.String("platform")},
+		Config:            c,
+		AccountID:         pulumi.String(recorder.MockAccountID),
+		Region:            pulumi.String("eu-west-1"),
+		OIDCProviderARN:   pulumi.String(oidcARN),
+		OIDCIssuer:        pulumi.String(oidcIssuer),
+		Namespace:         pulumi.String("production"),
+		VaultAddress:      pulumi.String(vaultAddr),
+		VaultCASecretName: pulumi.String("vault-ca"),
+		Tags:              pulumi.StringMap{"team": pulumi.String("platform")},
 	}
 }
 
@@ -706,9 +706,9 @@ func TestScriptsParse(t *testing.T) {
 
 func TestMissingArgsFail(t *testing.T) {
 	cases := map[string]func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs{
-		"args are required": func(*backup.BackupBucketArgs) *backup.BackupBucketArgs { return nil },
-		"snap.retentionDays: 0 must be at least 1 day": func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.RetentionDays = 0; return a },
-		"OIDCProviderARN: is required": func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.OIDCProviderARN = nil; return a },
+		"args are required":                               func(*backup.BackupBucketArgs) *backup.BackupBucketArgs { return nil },
+		"snap.retentionDays: 0 must be at least 1 day":    func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.RetentionDays = 0; return a },
+		"OIDCProviderARN: is required":                    func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.OIDCProviderARN = nil; return a },
 		`snap.prefix: "/" must be a non-empty key prefix`: func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.Prefix = "/"; return a },
 		"snap.resources.limits.cpu: required": func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs {
 			a.Resources.Limits = nil

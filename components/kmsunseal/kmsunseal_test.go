@@ -24,15 +24,17 @@ const (
 )
 
 func args() *kmsunseal.KMSUnsealArgs {
+	c := kmsunseal.DefaultConfig()
+	c.AliasName = "alias/production-vault-unseal"
+	c.AccountID = recorder.MockAccountID
+	c.Tags = map[string]string{"team": "platform"}
 	return &kmsunseal.KMSUnsealArgs{
-		AliasName:          "alias/production-vault-unseal",
-		AccountID:          pulumi.String(recorder.MockAccountID),
+		Config:             c,
 		Region:             pulumi.String("eu-west-1"),
 		OIDCProviderARN:    pulumi.String(oidcARN),
 		OIDCIssuer:         pulumi.String(oidcIssuer),
 		Namespace:          pulumi.String("production"),
 		ServiceAccountName: pulumi.String("vault"),
-		Tags:               pulumi.StringMap{"team": pulumi.String("platform")},
 	}
 }
 
@@ -238,11 +240,10 @@ func TestKeyPolicyAdministersThroughAccountAndLetsOnlyVaultUseTheKey(t *testing.
 
 func TestMissingArgsFail(t *testing.T) {
 	cases := map[string]func(a *kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs{
-		"nil args":        func(*kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { return nil },
-		"AliasName":       func(a *kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { a.AliasName = ""; return a },
-		"alias/":          func(a *kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { a.AliasName = "vault-unseal"; return a },
+		"nil args": func(*kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { return nil },
+		`unseal.aliasName: "vault-unseal" must start with alias/`: func(a *kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { a.AliasName = "vault-unseal"; return a },
 		"OIDCProviderARN": func(a *kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { a.OIDCProviderARN = nil; return a },
-		"AccountID":       func(a *kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { a.AccountID = nil; return a },
+		`unseal.accountId: "" is not a 12-digit AWS account ID`: func(a *kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { a.AccountID = ""; return a },
 	}
 	for field, mutate := range cases {
 		t.Run(field, func(t *testing.T) {
