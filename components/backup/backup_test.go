@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 
@@ -76,17 +75,10 @@ func run(t *testing.T, a *backup.BackupBucketArgs) (*recorder.Monitor, outputs) 
 		if err != nil {
 			return err
 		}
-		for dst, o := range map[*string]pulumi.StringOutput{
+		return tests.AwaitStrings(ctx, map[*string]pulumi.StringOutput{
 			&out.bucketName: c.BucketName, &out.bucketARN: c.BucketARN, &out.roleARN: c.RoleARN,
 			&out.cronJobName: c.CronJobName, &out.keyARN: c.KMSKeyARN,
-		} {
-			r, err := internals.UnsafeAwaitOutput(ctx.Context(), o)
-			if err != nil {
-				return err
-			}
-			*dst, _ = r.Value.(string)
-		}
-		return nil
+		})
 	})
 	return mon, out
 }
@@ -718,7 +710,7 @@ func TestMissingArgsFail(t *testing.T) {
 	}
 	for want, mutate := range cases {
 		t.Run(want, func(t *testing.T) {
-			mon, err := recorder.Run("test", recorder.StackConfig{Values: map[string]string{}}, func(ctx *pulumi.Context) error {
+			mon, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 				_, err := backup.NewBackupBucket(ctx, "snap", mutate(args()))
 				return err
 			})

@@ -485,7 +485,7 @@ func TestMissingOrUnsafeInputsFail(t *testing.T) {
 		{"CA not PEM", func(a **externalsecrets.ExternalSecretsStackArgs) { (*a).VaultCACertPEM = pulumi.String("") }, "not a PEM certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mon, err := recorder.Run("test", recorder.StackConfig{Values: map[string]string{}}, func(ctx *pulumi.Context) error {
+			mon, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 				args := productionArgs(ca)
 				tc.edit(&args)
 				_, err := externalsecrets.NewExternalSecretsStack(ctx, "eso", args)
@@ -502,7 +502,7 @@ func TestMissingOrUnsafeInputsFail(t *testing.T) {
 	}
 
 	t.Run("bad component name", func(t *testing.T) {
-		_, err := recorder.Run("test", recorder.StackConfig{Values: map[string]string{}}, func(ctx *pulumi.Context) error {
+		_, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 			_, err := externalsecrets.NewExternalSecretsStack(ctx, "Not_A_Label", productionArgs(ca))
 			return err
 		})

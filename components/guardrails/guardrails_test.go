@@ -586,7 +586,7 @@ func TestInvalidArgs(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.what, func(t *testing.T) {
 			args := c.mutate(productionArgs("production"))
-			mon, err := recorder.Run("test", recorder.StackConfig{Values: map[string]string{}}, func(ctx *pulumi.Context) error {
+			mon, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 				_, err := guardrails.NewNamespaceGuardrails(ctx, "g", args)
 				return err
 			})

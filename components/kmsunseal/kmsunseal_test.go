@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
 	"github.com/secrets-platform/secrets-platform/internal/recorder"
@@ -49,17 +48,10 @@ func run(t *testing.T, a *kmsunseal.KMSUnsealArgs) (*recorder.Monitor, outputs) 
 		if err != nil {
 			return err
 		}
-		for dst, o := range map[*string]pulumi.StringOutput{
+		return tests.AwaitStrings(ctx, map[*string]pulumi.StringOutput{
 			&out.keyARN: c.KeyARN, &out.keyID: c.KeyID, &out.alias: c.AliasName,
 			&out.role: c.RoleARN, &out.region: c.Region,
-		} {
-			r, err := internals.UnsafeAwaitOutput(ctx.Context(), o)
-			if err != nil {
-				return err
-			}
-			*dst, _ = r.Value.(string)
-		}
-		return nil
+		})
 	})
 	return mon, out
 }
@@ -247,7 +239,7 @@ func TestMissingArgsFail(t *testing.T) {
 	}
 	for field, mutate := range cases {
 		t.Run(field, func(t *testing.T) {
-			mon, err := recorder.Run("test", recorder.StackConfig{Values: map[string]string{}}, func(ctx *pulumi.Context) error {
+			mon, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 				_, err := kmsunseal.NewKMSUnseal(ctx, "unseal", mutate(args()))
 				return err
 			})

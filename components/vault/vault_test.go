@@ -74,13 +74,13 @@ type result struct {
 // run builds one HardenedVault under mocks and awaits its outputs.
 func run(t *testing.T, name string, args *vault.HardenedVaultArgs) result {
 	t.Helper()
-	outputs := map[string]internals.UnsafeAwaitOutputResult{}
-	mon, err := runMocked(func(ctx *pulumi.Context) error {
+	var outputs map[string]internals.UnsafeAwaitOutputResult
+	mon, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 		v, err := vault.NewHardenedVault(ctx, name, args)
 		if err != nil {
 			return err
 		}
-		for key, o := range map[string]pulumi.Output{
+		outputs, err = tests.Await(ctx, map[string]pulumi.Output{
 			"address":       v.Address,
 			"caCertPEM":     v.CACertPEM,
 			"serverKey":     v.ServerPrivateKeyPEM,
@@ -88,25 +88,13 @@ func run(t *testing.T, name string, args *vault.HardenedVaultArgs) result {
 			"caSecret":      v.CASecretName,
 			"account":       v.ServiceAccountName,
 			"releaseStatus": v.ReleaseStatus,
-		} {
-			r, err := internals.UnsafeAwaitOutput(ctx.Context(), o)
-			if err != nil {
-				return fmt.Errorf("awaiting %s: %w", key, err)
-			}
-			outputs[key] = r
-		}
-		return nil
+		})
+		return err
 	})
 	if err != nil {
 		t.Fatalf("program failed under mocks: %v", err)
 	}
 	return result{mon: mon, component: tests.MustFind(t, mon, vault.TypeToken, name), outputs: outputs}
-}
-
-// runMocked runs program under the recording mocks and returns its error,
-// for the tests that expect one.
-func runMocked(program pulumi.RunFunc) (*recorder.Monitor, error) {
-	return recorder.Run("test", recorder.StackConfig{Values: map[string]string{}}, program)
 }
 
 func (r result) output(t *testing.T, key string) string {
@@ -550,7 +538,7 @@ func TestArgsErrors(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			args := newArgs("production", 3)
 			mutate(args)
-			mon, err := runMocked(func(ctx *pulumi.Context) error {
+			mon, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 				_, err := vault.NewHardenedVault(ctx, "vault", args)
 				return err
 			})
@@ -560,7 +548,7 @@ func TestArgsErrors(t *testing.T) {
 		})
 	}
 	t.Run("nil args", func(t *testing.T) {
-		_, err := runMocked(func(ctx *pulumi.Context) error {
+		_, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 			_, err := vault.NewHardenedVault(ctx, "vault", nil)
 			return err
 		})
