@@ -180,11 +180,19 @@ func (b *build) containers(to jobTargets) (save, upload *corev1.ContainerArgs) {
 	tmp := &corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}
 	home := &corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/tmp")}
 
-	save = &corev1.ContainerArgs{
-		Name:    pulumi.String("snapshot"),
-		Image:   pulumi.String(a.VaultImage),
-		Command: pulumi.ToStringArray([]string{"/bin/sh", "-c", saveScript}),
-		Env: corev1.EnvVarArray{
+	step := func(name, image, script string, env corev1.EnvVarArray, mounts corev1.VolumeMountArray) *corev1.ContainerArgs {
+		return &corev1.ContainerArgs{
+			Name:            pulumi.String(name),
+			Image:           pulumi.String(image),
+			Command:         pulumi.ToStringArray([]string{"/bin/sh", "-c", script}),
+			Env:             env,
+			VolumeMounts:    mounts,
+			Resources:       resources,
+			SecurityContext: containerSC,
+		}
+	}
+	save = step("snapshot", a.VaultImage, saveScript,
+		corev1.EnvVarArray{
 			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_ADDR"), Value: a.VaultAddress},
 			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_CACERT"), Value: pulumi.String(CACertPath)},
 			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_AUTH_MOUNT"), Value: pulumi.String(strings.Trim(a.VaultAuthMount, "/"))},
@@ -194,33 +202,24 @@ func (b *build) containers(to jobTargets) (save, upload *corev1.ContainerArgs) {
 			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_CLIENT_TIMEOUT"), Value: pulumi.String("600s")},
 			home,
 		},
-		VolumeMounts: corev1.VolumeMountArray{
+		corev1.VolumeMountArray{
 			&corev1.VolumeMountArgs{Name: pulumi.String("snapshots"), MountPath: pulumi.String(SnapshotDir)},
 			&corev1.VolumeMountArgs{Name: pulumi.String("vault-ca"), MountPath: pulumi.String("/vault/tls"), ReadOnly: pulumi.Bool(true)},
 			&corev1.VolumeMountArgs{Name: pulumi.String("vault-token"), MountPath: pulumi.String("/var/run/secrets/vault"), ReadOnly: pulumi.Bool(true)},
 			tmp,
-		},
-		Resources:       resources,
-		SecurityContext: containerSC,
-	}
-	upload = &corev1.ContainerArgs{
-		Name:    pulumi.String("upload"),
-		Image:   pulumi.String(a.AWSCLIImage),
-		Command: pulumi.ToStringArray([]string{"/bin/sh", "-c", uploadScript}),
-		Env: corev1.EnvVarArray{
+		})
+	upload = step("upload", a.AWSCLIImage, uploadScript,
+		corev1.EnvVarArray{
 			&corev1.EnvVarArgs{Name: pulumi.String("SNAPSHOT_BUCKET"), Value: to.bucket},
 			&corev1.EnvVarArgs{Name: pulumi.String("SNAPSHOT_PREFIX"), Value: pulumi.String(a.Prefix)},
 			&corev1.EnvVarArgs{Name: pulumi.String("SNAPSHOT_KMS_KEY_ARN"), Value: to.keyARN},
 			&corev1.EnvVarArgs{Name: pulumi.String("AWS_REGION"), Value: a.Region},
 			home,
 		},
-		VolumeMounts: corev1.VolumeMountArray{
+		corev1.VolumeMountArray{
 			&corev1.VolumeMountArgs{Name: pulumi.String("snapshots"), MountPath: pulumi.String(SnapshotDir), ReadOnly: pulumi.Bool(true)},
 			tmp,
-		},
-		Resources:       resources,
-		SecurityContext: containerSC,
-	}
+		})
 	return save, upload
 }
 
