@@ -14,6 +14,7 @@ import (
 	"github.com/secrets-platform/secrets-platform/components/backup"
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
 	"github.com/secrets-platform/secrets-platform/components/kube"
+	"github.com/secrets-platform/secrets-platform/components/vault"
 )
 
 // Config is the whole configuration of one stack. Every key lives under the
@@ -28,7 +29,7 @@ type Config struct {
 	// Guardrails configures the namespace's policies (`guardrails`).
 	Guardrails GuardrailsConfig `json:"guardrails"`
 	// Vault configures the Vault cluster (`vault`).
-	Vault VaultConfig `json:"vault"`
+	Vault vault.Config `json:"vault"`
 	// Unseal configures the KMS auto-unseal key (`unseal`).
 	Unseal kmsunseal.Config `json:"unseal"`
 	// Backup configures Raft snapshots to S3 (`backup`).
@@ -96,49 +97,6 @@ type PortConfig struct {
 	Port int `json:"port"`
 	// Protocol is TCP or UDP.
 	Protocol string `json:"protocol,omitempty"`
-}
-
-// VaultConfig configures HardenedVault.
-type VaultConfig struct {
-	// Replicas is the number of Raft voters: 3 or 5.
-	Replicas int `json:"replicas,omitempty"`
-	// ChartVersion is the hashicorp/vault chart version.
-	ChartVersion string `json:"chartVersion,omitempty"`
-	// ChartRepo is the chart repository.
-	ChartRepo string `json:"chartRepo,omitempty"`
-	// ServiceAccount is Vault's service account name.
-	ServiceAccount string `json:"serviceAccount,omitempty"`
-	// Mlock keeps mlock on; rejected, since IPC_LOCK is admitted only by the
-	// privileged Pod Security level (see the README).
-	Mlock bool `json:"mlock,omitempty"`
-	// TLS configures Vault's certificates.
-	TLS TLSConfig `json:"tls"`
-	// Resources are each voter's requests and limits.
-	Resources kube.Resources `json:"resources"`
-	// DataStorage is the size of each voter's Raft volume.
-	DataStorage string `json:"dataStorage,omitempty"`
-	// AuditStorage is the size of each voter's audit log volume.
-	AuditStorage string `json:"auditStorage,omitempty"`
-	// StorageClass is the volumes' storage class; "" is the cluster default.
-	StorageClass string `json:"storageClass,omitempty"`
-	// TimeoutSeconds bounds how long the release waits for readiness.
-	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
-}
-
-// TLSConfig configures Vault's PKI.
-type TLSConfig struct {
-	// ValidityHours is the server certificate's lifetime.
-	ValidityHours int `json:"validityHours,omitempty"`
-	// EarlyRenewalHours re-issues the certificate this long before expiry.
-	EarlyRenewalHours int `json:"earlyRenewalHours,omitempty"`
-	// CAValidityHours is the generated CA's lifetime.
-	CAValidityHours int `json:"caValidityHours,omitempty"`
-	// Organization goes into the certificates' subject.
-	Organization string `json:"organization,omitempty"`
-	// CACertPEM and CAKeyPEM bring your own CA; both or neither, as secrets.
-	CACertPEM string `json:"caCertPem,omitempty"`
-	// CAKeyPEM is the private key of CACertPEM.
-	CAKeyPEM string `json:"caKeyPem,omitempty"`
 }
 
 // ExternalSecretsConfig configures ExternalSecretsStack.

@@ -31,25 +31,7 @@ func defaults(stack string) Config {
 			DefaultLimit:       map[string]string{"cpu": "500m", "memory": "512Mi"},
 			AWSCIDRs:           []string{"0.0.0.0/0"},
 		},
-		Vault: VaultConfig{
-			Replicas:       3,
-			ChartVersion:   vault.DefaultChartVersion,
-			ChartRepo:      vault.DefaultChartRepo,
-			ServiceAccount: "vault",
-			TLS: TLSConfig{
-				ValidityHours:     vault.DefaultValidityHours,
-				EarlyRenewalHours: vault.DefaultEarlyRenewalHours,
-				CAValidityHours:   vault.DefaultCAValidityHours,
-				Organization:      "secrets-platform",
-			},
-			Resources: kube.Resources{
-				Requests: map[string]string{"cpu": "250m", "memory": "256Mi"},
-				Limits:   map[string]string{"cpu": "1", "memory": "1Gi"},
-			},
-			DataStorage:    vault.DefaultStorageSize,
-			AuditStorage:   "5Gi",
-			TimeoutSeconds: vault.DefaultTimeoutSeconds,
-		},
+		Vault:  vault.DefaultConfig(),
 		Unseal: kmsunseal.DefaultConfig(),
 		Backup: backup.DefaultConfig(),
 		ExternalSecrets: ExternalSecretsConfig{

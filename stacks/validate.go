@@ -37,7 +37,8 @@ func (c *Config) Validate() error {
 	var p validate.Problems
 	c.validateCluster(&p)
 	c.validateGuardrails(&p)
-	c.validateVault(&p)
+	p = append(p, c.Vault.Validate("vault")...)
+	c.validateMlock(&p)
 	p = append(p, c.Unseal.Validate("unseal")...)
 	p = append(p, c.Backup.Validate("backup")...)
 	c.validateExternalSecrets(&p)
@@ -117,45 +118,15 @@ func (c *Config) validateGuardrails(p *validate.Problems) {
 	}
 }
 
-func (c *Config) validateVault(p *validate.Problems) {
-	v := c.Vault
-	switch {
-	case v.Replicas%2 == 0:
-		p.Addf("vault.replicas", "%d is even; Raft needs an odd number of voters (3 or 5)", v.Replicas)
-	case v.Replicas < 3:
-		p.Addf("vault.replicas", "%d is too few; Raft needs 3 or 5 voters to survive the loss of one", v.Replicas)
-	case v.Replicas > 5:
-		p.Addf("vault.replicas", "%d is too many; more than 5 voters slows every write (use 3 or 5)", v.Replicas)
-	}
-	p.ChartVersion("vault.chartVersion", v.ChartVersion)
-	p.HTTPSURL("vault.chartRepo", v.ChartRepo)
-	p.DNSLabel("vault.serviceAccount", v.ServiceAccount)
-	if v.Mlock {
+// validateMlock relates two groups: no level guardrails offer admits the
+// IPC_LOCK capability mlock needs.
+func (c *Config) validateMlock(p *validate.Problems) {
+	if c.Vault.Mlock {
 		// DESIGN decision 1 allowed mlock with a baseline namespace, but
 		// baseline admits no IPC_LOCK either: only privileged does, and a
 		// privileged namespace is no guardrail.
 		p.Addf("vault.mlock", "true needs the IPC_LOCK capability, which neither the %s level of guardrails.podSecurityLevel nor any level the platform offers (restricted, baseline) admits; keep mlock off, as HashiCorp recommends with Raft storage", c.Guardrails.PodSecurityLevel)
 	}
-	t := v.TLS
-	if t.ValidityHours <= 0 {
-		p.Addf("vault.tls.validityHours", "%d must be positive", t.ValidityHours)
-	}
-	if t.EarlyRenewalHours <= 0 || t.EarlyRenewalHours >= t.ValidityHours {
-		p.Addf("vault.tls.earlyRenewalHours", "%d must be above 0 and below vault.tls.validityHours (%d), or the certificate is re-issued on every update", t.EarlyRenewalHours, t.ValidityHours)
-	}
-	byo := t.CACertPEM != "" || t.CAKeyPEM != ""
-	switch {
-	case byo && (t.CACertPEM == "" || t.CAKeyPEM == ""):
-		p.Addf("vault.tls", "caCertPem and caKeyPem come together: give both (your own CA) or neither (a generated CA)")
-	case byo:
-		p.CACertificate("vault.tls.caCertPem", t.CACertPEM)
-	case t.CAValidityHours <= t.ValidityHours:
-		p.Addf("vault.tls.caValidityHours", "%d must be above vault.tls.validityHours (%d): the CA must outlive the certificates it signs", t.CAValidityHours, t.ValidityHours)
-	}
-	p.WorkloadResources("vault.resources", v.Resources)
-	p.Quantity("vault.dataStorage", v.DataStorage)
-	p.Quantity("vault.auditStorage", v.AuditStorage)
-	p.Positive("vault.timeoutSeconds", v.TimeoutSeconds)
 }
 
 func (c *Config) validateExternalSecrets(p *validate.Problems) {

@@ -82,35 +82,13 @@ func unsealArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput) 
 }
 
 func vaultArgs(cfg *Config, namespace pulumi.StringInput, unseal *kmsunseal.KMSUnseal) *vault.HardenedVaultArgs {
-	v := cfg.Vault
-	tlsArgs := vault.TLSArgs{
-		ValidityHours:     v.TLS.ValidityHours,
-		EarlyRenewalHours: v.TLS.EarlyRenewalHours,
-		CAValidityHours:   v.TLS.CAValidityHours,
-		Organization:      v.TLS.Organization,
-	}
-	if v.TLS.CACertPEM != "" {
-		tlsArgs.CACertPEM = pulumi.String(v.TLS.CACertPEM)
-		tlsArgs.CAKeyPEM = pulumi.ToSecret(pulumi.String(v.TLS.CAKeyPEM)).(pulumi.StringOutput)
-	}
+	// The Observability component scrapes every voter; the chart's
+	// ServiceMonitor would scrape only the active one, so it stays off.
 	return &vault.HardenedVaultArgs{
+		Config:                cfg.Vault,
 		Namespace:             namespace,
-		Replicas:              v.Replicas,
-		ChartVersion:          v.ChartVersion,
-		ChartRepo:             v.ChartRepo,
-		ServiceAccountName:    v.ServiceAccount,
 		ServiceAccountRoleARN: unseal.RoleARN,
-		TLS:                   tlsArgs,
 		Seal:                  vault.SealArgs{Region: unseal.Region, KMSKeyID: unseal.AliasName},
-		Resources:             v.Resources,
-		DataStorageSize:       v.DataStorage,
-		AuditStorageSize:      v.AuditStorage,
-		StorageClass:          v.StorageClass,
-		Mlock:                 v.Mlock,
-		// The Observability component scrapes every voter; the chart's
-		// ServiceMonitor would scrape only the active one.
-		PrometheusOperator: false,
-		TimeoutSeconds:     v.TimeoutSeconds,
 	}
 }
 

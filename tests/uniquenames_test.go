@@ -27,12 +27,14 @@ func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
 	}
 	mon := RunComponent(t, func(ctx *pulumi.Context) error {
 		for _, name := range []string{"vault", "vault-dr"} {
+			vaultConfig := vault.DefaultConfig()
+			vaultConfig.ServiceAccount = name // the default is one per namespace
+			vaultConfig.Resources = small
 			v, err := vault.NewHardenedVault(ctx, name, &vault.HardenedVaultArgs{
+				Config:                vaultConfig,
 				Namespace:             ns,
-				Replicas:              3,
 				ServiceAccountRoleARN: pulumi.String("arn:aws:iam::" + recorder.MockAccountID + ":role/" + name),
 				Seal:                  vault.SealArgs{Region: pulumi.String("eu-west-1"), KMSKeyID: pulumi.String("alias/" + name)},
-				Resources:             small,
 			})
 			if err != nil {
 				return err
