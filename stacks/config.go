@@ -12,8 +12,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
 
 	"github.com/secrets-platform/secrets-platform/components/backup"
+	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
-	"github.com/secrets-platform/secrets-platform/components/kube"
 	"github.com/secrets-platform/secrets-platform/components/vault"
 )
 
@@ -35,7 +35,7 @@ type Config struct {
 	// Backup configures Raft snapshots to S3 (`backup`).
 	Backup backup.Config `json:"backup"`
 	// ExternalSecrets configures ESO and the synced secrets (`externalSecrets`).
-	ExternalSecrets ExternalSecretsConfig `json:"externalSecrets"`
+	ExternalSecrets externalsecrets.Config `json:"externalSecrets"`
 	// Observability configures metrics, alerts and dashboards (`observability`).
 	Observability ObservabilityConfig `json:"observability"`
 }
@@ -99,76 +99,6 @@ type PortConfig struct {
 	Protocol string `json:"protocol,omitempty"`
 }
 
-// ExternalSecretsConfig configures ExternalSecretsStack.
-type ExternalSecretsConfig struct {
-	// ChartVersion is the external-secrets chart version.
-	ChartVersion string `json:"chartVersion,omitempty"`
-	// ChartRepo is the chart repository.
-	ChartRepo string `json:"chartRepo,omitempty"`
-	// Replicas of the controller and webhook; above 1 adds their PDBs.
-	Replicas int `json:"replicas,omitempty"`
-	// ServiceAccount authenticates to Vault; never "default".
-	ServiceAccount string `json:"serviceAccount,omitempty"`
-	// Resources of the controller, webhook and cert controller.
-	Resources ESOResourcesConfig `json:"resources"`
-	// Store configures the SecretStore.
-	Store StoreConfig `json:"store"`
-	// RefreshInterval is the default refresh of every ExternalSecret.
-	RefreshInterval string `json:"refreshInterval,omitempty"`
-	// Secrets are the ExternalSecrets to sync.
-	Secrets []ExternalSecretConfig `json:"secrets"`
-	// TimeoutSeconds bounds how long the release waits for readiness.
-	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
-}
-
-// ESOResourcesConfig holds the requests and limits of ESO's three pods.
-type ESOResourcesConfig struct {
-	// Controller is the main controller.
-	Controller kube.Resources `json:"controller"`
-	// Webhook is the admission webhook.
-	Webhook kube.Resources `json:"webhook"`
-	// CertController rotates the webhook's certificate.
-	CertController kube.Resources `json:"certController"`
-}
-
-// StoreConfig configures the Vault SecretStore.
-type StoreConfig struct {
-	// Name is the store's name.
-	Name string `json:"name,omitempty"`
-	// Cluster makes it a ClusterSecretStore.
-	Cluster bool `json:"cluster,omitempty"`
-	// Path is the KV mount.
-	Path string `json:"path,omitempty"`
-	// Version is the KV version; only v2 is supported.
-	Version string `json:"version,omitempty"`
-	// AuthMount is the Kubernetes auth method's mount path.
-	AuthMount string `json:"authMount,omitempty"`
-	// Role is the Vault role bound to the service account.
-	Role string `json:"role,omitempty"`
-}
-
-// ExternalSecretConfig is one ExternalSecret.
-type ExternalSecretConfig struct {
-	// Name is the ExternalSecret's name.
-	Name string `json:"name"`
-	// RefreshInterval overrides the default; a Go duration of at least 1m.
-	RefreshInterval string `json:"refreshInterval,omitempty"`
-	// Target is the Kubernetes Secret it creates; default Name.
-	Target string `json:"target,omitempty"`
-	// VaultKey is the secret's path under the store's mount.
-	VaultKey string `json:"vaultKey"`
-	// Data maps Vault properties to the Secret's keys.
-	Data []DataConfig `json:"data"`
-}
-
-// DataConfig maps one Vault property to one key of the Kubernetes Secret.
-type DataConfig struct {
-	// Property is the field in Vault.
-	Property string `json:"property"`
-	// SecretKey is the key in the Kubernetes Secret.
-	SecretKey string `json:"secretKey"`
-}
-
 // ObservabilityConfig configures metrics, alerts and dashboards.
 type ObservabilityConfig struct {
 	// PrometheusOperator says its CRDs exist: ServiceMonitors, rules and
@@ -181,7 +111,7 @@ type ObservabilityConfig struct {
 // Load reads the stack's configuration over the defaults and validates it.
 // It registers nothing; every invalid value is reported with its key.
 func Load(ctx *pulumi.Context) (*Config, error) {
-	cfg := defaults(ctx.Stack())
+	cfg := defaults()
 	cfg.Namespace = config.Get(ctx, "namespace")
 	cfg.Region = config.Get(ctx, "aws:region")
 	groups := []struct {

@@ -5,7 +5,6 @@ import (
 	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
 	"github.com/secrets-platform/secrets-platform/components/guardrails"
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
-	"github.com/secrets-platform/secrets-platform/components/kube"
 	"github.com/secrets-platform/secrets-platform/components/vault"
 )
 
@@ -15,13 +14,7 @@ import (
 // operators look. The stack's
 // values are decoded over it, so a key that is set, even to 0, replaces its
 // default and is validated as given; maps are merged key by key.
-func defaults(stack string) Config {
-	small := func() kube.Resources {
-		return kube.Resources{
-			Requests: map[string]string{"cpu": "50m", "memory": "64Mi"},
-			Limits:   map[string]string{"cpu": "200m", "memory": "256Mi"},
-		}
-	}
+func defaults() Config {
 	return Config{
 		Kubernetes: KubernetesConfig{APIServerPort: guardrails.DefaultKubeAPIPort},
 		Guardrails: GuardrailsConfig{
@@ -31,25 +24,11 @@ func defaults(stack string) Config {
 			DefaultLimit:       map[string]string{"cpu": "500m", "memory": "512Mi"},
 			AWSCIDRs:           []string{"0.0.0.0/0"},
 		},
-		Vault:  vault.DefaultConfig(),
-		Unseal: kmsunseal.DefaultConfig(),
-		Backup: backup.DefaultConfig(),
-		ExternalSecrets: ExternalSecretsConfig{
-			ChartVersion:   externalsecrets.DefaultChartVersion,
-			ChartRepo:      externalsecrets.DefaultChartRepo,
-			Replicas:       1,
-			ServiceAccount: externalsecrets.DefaultVaultAuthServiceAccount,
-			Resources: ESOResourcesConfig{
-				Controller: small(), Webhook: small(), CertController: small(),
-			},
-			Store: StoreConfig{
-				Name: "vault-backend", Path: "secret", Version: externalsecrets.DefaultKVVersion,
-				AuthMount: externalsecrets.DefaultAuthMountPath, Role: "external-secrets",
-			},
-			RefreshInterval: externalsecrets.DefaultRefreshInterval,
-			TimeoutSeconds:  externalsecrets.DefaultTimeoutSeconds,
-		},
-		Observability: ObservabilityConfig{MonitoringNamespace: "monitoring"},
+		Vault:           vault.DefaultConfig(),
+		Unseal:          kmsunseal.DefaultConfig(),
+		Backup:          backup.DefaultConfig(),
+		ExternalSecrets: externalsecrets.DefaultConfig(),
+		Observability:   ObservabilityConfig{MonitoringNamespace: "monitoring"},
 	}
 }
 
@@ -61,15 +40,6 @@ func (c *Config) fillItemDefaults() {
 			if c.Guardrails.ExtraAllows[i].Ports[j].Protocol == "" {
 				c.Guardrails.ExtraAllows[i].Ports[j].Protocol = "TCP"
 			}
-		}
-	}
-	for i := range c.ExternalSecrets.Secrets {
-		s := &c.ExternalSecrets.Secrets[i]
-		if s.RefreshInterval == "" {
-			s.RefreshInterval = c.ExternalSecrets.RefreshInterval
-		}
-		if s.Target == "" {
-			s.Target = s.Name
 		}
 	}
 }

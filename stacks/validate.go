@@ -5,17 +5,10 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"time"
-
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/secrets-platform/secrets-platform/components/kube"
 	"github.com/secrets-platform/secrets-platform/components/validate"
 )
-
-// minRefreshInterval keeps ExternalSecrets from hammering Vault: the seed
-// settled on 5m, and anything under a minute buys no freshness that matters.
-const minRefreshInterval = time.Minute
 
 // quotaResources are the ResourceQuota keys the platform accepts.
 var quotaResources = map[string]bool{
@@ -41,7 +34,7 @@ func (c *Config) Validate() error {
 	c.validateMlock(&p)
 	p = append(p, c.Unseal.Validate("unseal")...)
 	p = append(p, c.Backup.Validate("backup")...)
-	c.validateExternalSecrets(&p)
+	p = append(p, c.ExternalSecrets.Validate("externalSecrets")...)
 	p.DNSLabel("observability.monitoringNamespace", c.Observability.MonitoringNamespace)
 	return validate.Err("invalid configuration", p)
 }
@@ -126,69 +119,5 @@ func (c *Config) validateMlock(p *validate.Problems) {
 		// baseline admits no IPC_LOCK either: only privileged does, and a
 		// privileged namespace is no guardrail.
 		p.Addf("vault.mlock", "true needs the IPC_LOCK capability, which neither the %s level of guardrails.podSecurityLevel nor any level the platform offers (restricted, baseline) admits; keep mlock off, as HashiCorp recommends with Raft storage", c.Guardrails.PodSecurityLevel)
-	}
-}
-
-func (c *Config) validateExternalSecrets(p *validate.Problems) {
-	e := c.ExternalSecrets
-	p.ChartVersion("externalSecrets.chartVersion", e.ChartVersion)
-	p.HTTPSURL("externalSecrets.chartRepo", e.ChartRepo)
-	if e.Replicas < 1 {
-		p.Addf("externalSecrets.replicas", "%d must be at least 1", e.Replicas)
-	}
-	if e.ServiceAccount == "default" {
-		p.Addf("externalSecrets.serviceAccount", "\"default\" is shared by every pod of the namespace; Vault auth needs a dedicated account such as external-secrets-vault-auth")
-	} else {
-		p.DNSLabel("externalSecrets.serviceAccount", e.ServiceAccount)
-	}
-	p.WorkloadResources("externalSecrets.resources.controller", e.Resources.Controller)
-	p.WorkloadResources("externalSecrets.resources.webhook", e.Resources.Webhook)
-	p.WorkloadResources("externalSecrets.resources.certController", e.Resources.CertController)
-	s := e.Store
-	p.DNSLabel("externalSecrets.store.name", s.Name)
-	p.NonEmpty("externalSecrets.store.path", s.Path)
-	if s.Version != "v2" {
-		p.Addf("externalSecrets.store.version", "%q is not supported; the platform uses the KV v2 engine (v2)", s.Version)
-	}
-	p.NonEmpty("externalSecrets.store.authMount", s.AuthMount)
-	p.NonEmpty("externalSecrets.store.role", s.Role)
-	refreshInterval(p, "externalSecrets.refreshInterval", e.RefreshInterval)
-	if len(e.Secrets) == 0 {
-		p.Addf("externalSecrets.secrets", "required: at least one ExternalSecret (the seed syncs postgres-credentials)")
-	}
-	names, targets := map[string]bool{}, map[string]bool{}
-	for i, s := range e.Secrets {
-		key := fmt.Sprintf("externalSecrets.secrets[%d]", i)
-		p.DNSSubdomain(key+".name", s.Name)
-		p.DNSSubdomain(key+".target", s.Target)
-		if names[s.Name] {
-			p.Addf(key+".name", "%q is used twice; names must be unique", s.Name)
-		}
-		if targets[s.Target] {
-			p.Addf(key+".target", "%q is written by two ExternalSecrets; each owns its Secret", s.Target)
-		}
-		names[s.Name], targets[s.Target] = true, true
-		refreshInterval(p, key+".refreshInterval", s.RefreshInterval)
-		p.NonEmpty(key+".vaultKey", strings.Trim(s.VaultKey, "/ "))
-		if len(s.Data) == 0 {
-			p.Addf(key+".data", "required: map at least one Vault property to a Secret key")
-		}
-		for j, d := range s.Data {
-			p.NonEmpty(fmt.Sprintf("%s.data[%d].property", key, j), d.Property)
-			if errs := validation.IsConfigMapKey(d.SecretKey); len(errs) > 0 {
-				p.Addf(fmt.Sprintf("%s.data[%d].secretKey", key, j), "%q is not a valid Secret key: %s", d.SecretKey, strings.Join(errs, "; "))
-			}
-		}
-	}
-}
-
-func refreshInterval(p *validate.Problems, key, value string) {
-	d, err := time.ParseDuration(value)
-	if err != nil {
-		p.Addf(key, "%q is not a Go duration; write it like 5m or 1h", value)
-		return
-	}
-	if d < minRefreshInterval {
-		p.Addf(key, "%s is under the 1m minimum; the seed refreshes every 5m", value)
 	}
 }

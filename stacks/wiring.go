@@ -107,47 +107,15 @@ func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, 
 }
 
 func esoArgs(cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault) *externalsecrets.ExternalSecretsStackArgs {
-	e := cfg.ExternalSecrets
-	var secrets []externalsecrets.ExternalSecretArgs
-	for _, s := range e.Secrets {
-		var data []externalsecrets.DataMapping
-		for _, d := range s.Data {
-			data = append(data, externalsecrets.DataMapping{SecretKey: d.SecretKey, Property: d.Property})
-		}
-		secrets = append(secrets, externalsecrets.ExternalSecretArgs{
-			Name:            s.Name,
-			RefreshInterval: s.RefreshInterval,
-			TargetSecret:    s.Target,
-			VaultKey:        s.VaultKey,
-			Data:            data,
-		})
-	}
+	c := cfg.ExternalSecrets
+	c.PrometheusOperator = cfg.Observability.PrometheusOperator
 	return &externalsecrets.ExternalSecretsStackArgs{
-		Namespace:    namespace,
-		ChartVersion: e.ChartVersion,
-		ChartRepo:    e.ChartRepo,
-		Replicas:     e.Replicas,
-		Resources: externalsecrets.ComponentResources{
-			Controller:     e.Resources.Controller,
-			Webhook:        e.Resources.Webhook,
-			CertController: e.Resources.CertController,
-		},
-		PrometheusOperator:      cfg.Observability.PrometheusOperator,
-		VaultAuthServiceAccount: e.ServiceAccount,
-		Store: externalsecrets.StoreArgs{
-			Name:          e.Store.Name,
-			Cluster:       e.Store.Cluster,
-			Path:          e.Store.Path,
-			Version:       e.Store.Version,
-			AuthMountPath: e.Store.AuthMount,
-			Role:          e.Store.Role,
-		},
-		ExternalSecrets: secrets,
-		VaultAddress:    v.Address,
-		VaultCACertPEM:  v.CACertPEM,
+		Config:         c,
+		Namespace:      namespace,
+		VaultAddress:   v.Address,
+		VaultCACertPEM: v.CACertPEM,
 		// The store is useless until Vault answers: wait for its release.
-		DependsOn:      []pulumi.Resource{v.Release},
-		TimeoutSeconds: e.TimeoutSeconds,
+		DependsOn: []pulumi.Resource{v.Release},
 	}
 }
 

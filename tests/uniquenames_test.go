@@ -54,14 +54,16 @@ func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
 			if err != nil {
 				return err
 			}
+			esoConfig := externalsecrets.DefaultConfig()
+			esoConfig.ServiceAccount = name + "-eso-auth"
+			esoConfig.Store.Name = name + "-store"
+			esoConfig.Secrets = []externalsecrets.SecretConfig{{
+				Name: name + "-postgres", VaultKey: "database/postgres",
+				Data: []externalsecrets.DataConfig{{SecretKey: "password", Property: "password"}},
+			}}
 			if _, err := externalsecrets.NewExternalSecretsStack(ctx, name+"-eso", &externalsecrets.ExternalSecretsStackArgs{
-				Namespace:               ns,
-				VaultAuthServiceAccount: name + "-eso-auth",
-				Store:                   externalsecrets.StoreArgs{Name: name + "-store", Path: "secret", Role: "external-secrets"},
-				ExternalSecrets: []externalsecrets.ExternalSecretArgs{{
-					Name: name + "-postgres", VaultKey: "database/postgres",
-					Data: []externalsecrets.DataMapping{{SecretKey: "password", Property: "password"}},
-				}},
+				Config:         esoConfig,
+				Namespace:      ns,
 				VaultAddress:   v.Address,
 				VaultCACertPEM: pulumi.String(caPEM),
 				DependsOn:      []pulumi.Resource{v.Release},
