@@ -13,6 +13,7 @@ import (
 
 	"github.com/secrets-platform/secrets-platform/components/backup"
 	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
+	"github.com/secrets-platform/secrets-platform/components/guardrails"
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
 	"github.com/secrets-platform/secrets-platform/components/vault"
 )
@@ -27,7 +28,7 @@ type Config struct {
 	// Region is the AWS region (`aws:region`).
 	Region string `json:"region"`
 	// Guardrails configures the namespace's policies (`guardrails`).
-	Guardrails GuardrailsConfig `json:"guardrails"`
+	Guardrails guardrails.Config `json:"guardrails"`
 	// Vault configures the Vault cluster (`vault`).
 	Vault vault.Config `json:"vault"`
 	// Unseal configures the KMS auto-unseal key (`unseal`).
@@ -58,45 +59,6 @@ type KubernetesConfig struct {
 	APIServerCIDRs []string `json:"apiServerCidrs,omitempty"`
 	// APIServerPort is the port of those endpoints (443 on EKS).
 	APIServerPort int `json:"apiServerPort,omitempty"`
-}
-
-// GuardrailsConfig configures NamespaceGuardrails.
-type GuardrailsConfig struct {
-	// PodSecurityLevel is enforced, audited and warned: restricted or baseline.
-	PodSecurityLevel string `json:"podSecurityLevel,omitempty"`
-	// PodSecurityVersion pins the Pod Security Standards version.
-	PodSecurityVersion string `json:"podSecurityVersion,omitempty"`
-	// Quota is the ResourceQuota's hard limits.
-	Quota map[string]string `json:"quota"`
-	// DefaultRequest is the LimitRange's default container request.
-	DefaultRequest map[string]string `json:"defaultRequest,omitempty"`
-	// DefaultLimit is the LimitRange's default container limit.
-	DefaultLimit map[string]string `json:"defaultLimit,omitempty"`
-	// AWSCIDRs are the destinations Vault (KMS, STS) and the snapshot job
-	// (S3, STS) may reach on 443; VPC endpoint ranges can replace 0.0.0.0/0.
-	AWSCIDRs []string `json:"awsCidrs,omitempty"`
-	// ExtraAllows are further allowed flows between workloads.
-	ExtraAllows []AllowConfig `json:"extraAllows,omitempty"`
-}
-
-// AllowConfig is an allowed flow between two sets of pods of the namespace.
-type AllowConfig struct {
-	// Name names the two policies it becomes.
-	Name string `json:"name"`
-	// From selects the client pods by label.
-	From map[string]string `json:"from"`
-	// To selects the server pods by label.
-	To map[string]string `json:"to"`
-	// Ports are the server's ports.
-	Ports []PortConfig `json:"ports"`
-}
-
-// PortConfig is a port and its protocol (TCP by default).
-type PortConfig struct {
-	// Port is the port number.
-	Port int `json:"port"`
-	// Protocol is TCP or UDP.
-	Protocol string `json:"protocol,omitempty"`
 }
 
 // ObservabilityConfig configures metrics, alerts and dashboards.
@@ -131,7 +93,6 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 			return nil, err
 		}
 	}
-	cfg.fillItemDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

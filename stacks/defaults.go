@@ -16,30 +16,12 @@ import (
 // default and is validated as given; maps are merged key by key.
 func defaults() Config {
 	return Config{
-		Kubernetes: KubernetesConfig{APIServerPort: guardrails.DefaultKubeAPIPort},
-		Guardrails: GuardrailsConfig{
-			PodSecurityLevel:   guardrails.LevelRestricted,
-			PodSecurityVersion: "v1.33",
-			DefaultRequest:     map[string]string{"cpu": "100m", "memory": "128Mi"},
-			DefaultLimit:       map[string]string{"cpu": "500m", "memory": "512Mi"},
-			AWSCIDRs:           []string{"0.0.0.0/0"},
-		},
+		Kubernetes:      KubernetesConfig{APIServerPort: guardrails.DefaultKubeAPIPort},
+		Guardrails:      guardrails.DefaultConfig(),
 		Vault:           vault.DefaultConfig(),
 		Unseal:          kmsunseal.DefaultConfig(),
 		Backup:          backup.DefaultConfig(),
 		ExternalSecrets: externalsecrets.DefaultConfig(),
 		Observability:   ObservabilityConfig{MonitoringNamespace: "monitoring"},
-	}
-}
-
-// fillItemDefaults completes list items, whose defaults come from their
-// group once the group is decoded.
-func (c *Config) fillItemDefaults() {
-	for i := range c.Guardrails.ExtraAllows {
-		for j := range c.Guardrails.ExtraAllows[i].Ports {
-			if c.Guardrails.ExtraAllows[i].Ports[j].Protocol == "" {
-				c.Guardrails.ExtraAllows[i].Ports[j].Protocol = "TCP"
-			}
-		}
 	}
 }

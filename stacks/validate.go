@@ -1,35 +1,22 @@
 package stacks
 
 import (
-	"fmt"
 	"net/url"
 	"regexp"
-	"strings"
 
-	"github.com/secrets-platform/secrets-platform/components/kube"
 	"github.com/secrets-platform/secrets-platform/components/validate"
 )
 
-// quotaResources are the ResourceQuota keys the platform accepts.
-var quotaResources = map[string]bool{
-	"requests.cpu": true, "limits.cpu": true,
-	"requests.memory": true, "limits.memory": true,
-	"requests.storage": true, "persistentvolumeclaims": true,
-	"pods": true, "services": true, "secrets": true, "configmaps": true,
-	"requests.ephemeral-storage": true, "limits.ephemeral-storage": true,
-}
-
 var (
-	regionPattern    = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$`)
-	oidcARNPattern   = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/.+$`)
-	psVersionPattern = regexp.MustCompile(`^(latest|v1\.[0-9]+)$`)
+	regionPattern  = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$`)
+	oidcARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/.+$`)
 )
 
 // Validate checks the whole configuration and reports every problem at once.
 func (c *Config) Validate() error {
 	var p validate.Problems
 	c.validateCluster(&p)
-	c.validateGuardrails(&p)
+	p = append(p, c.Guardrails.Validate("guardrails")...)
 	p = append(p, c.Vault.Validate("vault")...)
 	c.validateMlock(&p)
 	p = append(p, c.Unseal.Validate("unseal")...)
@@ -60,55 +47,6 @@ func (c *Config) validateCluster(p *validate.Problems) {
 	}
 	p.CIDRs("kubernetes.apiServerCidrs", k.APIServerCIDRs)
 	p.Port("kubernetes.apiServerPort", k.APIServerPort)
-}
-
-func (c *Config) validateGuardrails(p *validate.Problems) {
-	g := c.Guardrails
-	if g.PodSecurityLevel != "restricted" && g.PodSecurityLevel != "baseline" {
-		p.Addf("guardrails.podSecurityLevel", "%q is not allowed; use restricted (the seed's target) or baseline", g.PodSecurityLevel)
-	}
-	if !psVersionPattern.MatchString(g.PodSecurityVersion) {
-		p.Addf("guardrails.podSecurityVersion", "%q is not a Pod Security version; use v1.<minor> or latest", g.PodSecurityVersion)
-	}
-	if len(g.Quota) == 0 {
-		p.Addf("guardrails.quota", "required: the namespace's hard limits (requests.cpu, limits.cpu, requests.memory, limits.memory, pods, requests.storage)")
-	}
-	for _, name := range validate.SortedKeys(g.Quota) {
-		if !quotaResources[name] {
-			p.Addf("guardrails.quota."+name, "is not a supported quota resource; allowed: %s", strings.Join(validate.SortedKeys(quotaResources), ", "))
-		}
-	}
-	quota := p.Quantities("guardrails.quota", g.Quota)
-	for _, r := range []string{"cpu", "memory", "ephemeral-storage"} {
-		req, hasReq := quota["requests."+r]
-		lim, hasLim := quota["limits."+r]
-		if hasReq && hasLim && req.Cmp(lim) > 0 {
-			p.Addf("guardrails.quota.requests."+r, "%s is above limits.%s %s; a request cannot exceed its limit", req.String(), r, lim.String())
-		}
-	}
-	p.RequestsAndLimits("guardrails", kube.Resources{Requests: g.DefaultRequest, Limits: g.DefaultLimit}, "defaultRequest", "defaultLimit")
-	p.CIDRs("guardrails.awsCidrs", g.AWSCIDRs)
-	seen := map[string]bool{}
-	for i, a := range g.ExtraAllows {
-		key := fmt.Sprintf("guardrails.extraAllows[%d]", i)
-		p.DNSLabel(key+".name", a.Name)
-		if seen[a.Name] {
-			p.Addf(key+".name", "%q is used twice; names must be unique", a.Name)
-		}
-		seen[a.Name] = true
-		if len(a.From) == 0 || len(a.To) == 0 {
-			p.Addf(key, "from and to must both select pods by label; an empty selector would open the flow to every pod")
-		}
-		if len(a.Ports) == 0 {
-			p.Addf(key+".ports", "required: every allow names its ports")
-		}
-		for j, pt := range a.Ports {
-			p.Port(fmt.Sprintf("%s.ports[%d].port", key, j), pt.Port)
-			if pt.Protocol != "TCP" && pt.Protocol != "UDP" {
-				p.Addf(fmt.Sprintf("%s.ports[%d].protocol", key, j), "%q is not allowed; use TCP or UDP", pt.Protocol)
-			}
-		}
-	}
 }
 
 // validateMlock relates two groups: no level guardrails offer admits the

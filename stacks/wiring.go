@@ -23,26 +23,13 @@ const (
 )
 
 func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
-	g := cfg.Guardrails
-	var allows []guardrails.Allow
-	for _, a := range g.ExtraAllows {
-		var ports []guardrails.Port
-		for _, p := range a.Ports {
-			ports = append(ports, guardrails.Port{Port: p.Port, Protocol: p.Protocol})
-		}
-		allows = append(allows, guardrails.Allow{Name: a.Name, From: a.From, To: a.To, Ports: ports})
-	}
 	monitoring := ""
 	if cfg.Observability.PrometheusOperator {
 		monitoring = cfg.Observability.MonitoringNamespace
 	}
 	return &guardrails.NamespaceGuardrailsArgs{
-		Namespace:          cfg.Namespace,
-		PodSecurityLevel:   g.PodSecurityLevel,
-		PodSecurityVersion: g.PodSecurityVersion,
-		Quota:              g.Quota,
-		DefaultRequest:     g.DefaultRequest,
-		DefaultLimit:       g.DefaultLimit,
+		Config:    cfg.Guardrails,
+		Namespace: cfg.Namespace,
 		Network: guardrails.NetworkArgs{
 			VaultPodLabels: vault.ServerPodLabels(vaultRelease),
 			// Every pod of the external-secrets chart carries its release
@@ -59,11 +46,9 @@ func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 			SnapshotPodLabels:   backup.PodLabels(backupName),
 			KubeAPICIDRs:        cfg.Kubernetes.APIServerCIDRs,
 			KubeAPIPort:         cfg.Kubernetes.APIServerPort,
-			AWSCIDRs:            g.AWSCIDRs,
 			MonitoringNamespace: monitoring,
 			// Metrics and webhook ports: the guardrails' defaults are the
 			// charts' (Vault 8200, ESO metrics 8080, ESO webhook 10250).
-			ExtraAllows: allows,
 		},
 	}
 }
