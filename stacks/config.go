@@ -15,6 +15,7 @@ import (
 	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
 	"github.com/secrets-platform/secrets-platform/components/guardrails"
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
+	"github.com/secrets-platform/secrets-platform/components/observability"
 	"github.com/secrets-platform/secrets-platform/components/vault"
 )
 
@@ -38,7 +39,7 @@ type Config struct {
 	// ExternalSecrets configures ESO and the synced secrets (`externalSecrets`).
 	ExternalSecrets externalsecrets.Config `json:"externalSecrets"`
 	// Observability configures metrics, alerts and dashboards (`observability`).
-	Observability ObservabilityConfig `json:"observability"`
+	Observability observability.Config `json:"observability"`
 }
 
 // KubernetesConfig selects the cluster and names its identity provider.
@@ -59,15 +60,6 @@ type KubernetesConfig struct {
 	APIServerCIDRs []string `json:"apiServerCidrs,omitempty"`
 	// APIServerPort is the port of those endpoints (443 on EKS).
 	APIServerPort int `json:"apiServerPort,omitempty"`
-}
-
-// ObservabilityConfig configures metrics, alerts and dashboards.
-type ObservabilityConfig struct {
-	// PrometheusOperator says its CRDs exist: ServiceMonitors, rules and
-	// dashboards are created only then.
-	PrometheusOperator bool `json:"prometheusOperator,omitempty"`
-	// MonitoringNamespace is where Prometheus runs; it may scrape metrics.
-	MonitoringNamespace string `json:"monitoringNamespace,omitempty"`
 }
 
 // Load reads the stack's configuration over the defaults and validates it.

@@ -22,7 +22,7 @@ func (c *Config) Validate() error {
 	p = append(p, c.Unseal.Validate("unseal")...)
 	p = append(p, c.Backup.Validate("backup")...)
 	p = append(p, c.ExternalSecrets.Validate("externalSecrets")...)
-	p.DNSLabel("observability.monitoringNamespace", c.Observability.MonitoringNamespace)
+	p = append(p, c.Observability.Validate("observability")...)
 	return validate.Err("invalid configuration", p)
 }
 
