@@ -338,26 +338,16 @@ func check(name string, args *BackupBucketArgs) error {
 	if args == nil {
 		return errors.New("backup: args are required")
 	}
-	problems := args.Validate(name)
+	problems := validate.Problems(args.Validate(name))
 	if n := cronJobName(name); len(n) > maxCronJobName {
-		problems = append(problems, validate.Problem{Path: name, Message: fmt.Sprintf(
-			"the CronJob name %q is longer than %d characters; use a shorter component name", n, maxCronJobName)})
+		problems.Addf(name, "the CronJob name %q is longer than %d characters; use a shorter component name", n, maxCronJobName)
 	}
-	for _, r := range []struct {
-		field string
-		value pulumi.Input
-	}{
-		{"AccountID", args.AccountID},
-		{"Region", args.Region},
-		{"OIDCProviderARN", args.OIDCProviderARN},
-		{"OIDCIssuer", args.OIDCIssuer},
-		{"Namespace", args.Namespace},
-		{"VaultAddress", args.VaultAddress},
-		{"VaultCASecretName", args.VaultCASecretName},
-	} {
-		if r.value == nil {
-			problems = append(problems, validate.Problem{Path: r.field, Message: "is required"})
-		}
-	}
+	problems.Required("AccountID", args.AccountID)
+	problems.Required("Region", args.Region)
+	problems.Required("OIDCProviderARN", args.OIDCProviderARN)
+	problems.Required("OIDCIssuer", args.OIDCIssuer)
+	problems.Required("Namespace", args.Namespace)
+	problems.Required("VaultAddress", args.VaultAddress)
+	problems.Required("VaultCASecretName", args.VaultCASecretName)
 	return validate.Err("backup "+name+": invalid args", problems)
 }

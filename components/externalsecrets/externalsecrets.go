@@ -186,24 +186,15 @@ func check(name string, args *ExternalSecretsStackArgs) error {
 	if args == nil {
 		return errors.New("externalsecrets: args are required")
 	}
-	problems := args.Validate(name)
+	problems := validate.Problems(args.Validate(name))
 	// The name becomes the Helm release name and the prefix of every object
 	// the chart creates (fullnameOverride); Helm caps release names at 53.
 	if errs := validation.IsDNS1123Label(name); len(errs) > 0 || len(name) > 53 {
-		problems = append(problems, validate.Problem{Path: name, Message: "the name must be a DNS label of at most 53 characters (it is the Helm release name)"})
+		problems.Addf(name, "the name must be a DNS label of at most 53 characters (it is the Helm release name)")
 	}
-	for _, r := range []struct {
-		field string
-		value pulumi.Input
-	}{
-		{"Namespace", args.Namespace},
-		{"VaultAddress", args.VaultAddress},
-		{"VaultCACertPEM", args.VaultCACertPEM},
-	} {
-		if r.value == nil {
-			problems = append(problems, validate.Problem{Path: r.field, Message: "is required"})
-		}
-	}
+	problems.Required("Namespace", args.Namespace)
+	problems.Required("VaultAddress", args.VaultAddress)
+	problems.Required("VaultCACertPEM", args.VaultCACertPEM)
 	return validate.Err("externalsecrets "+name+": invalid args", problems)
 }
 

@@ -206,20 +206,11 @@ func check(name string, args *KMSUnsealArgs) error {
 	if args == nil {
 		return errors.New("kmsunseal: args are required")
 	}
-	problems := args.Validate(name)
-	for _, r := range []struct {
-		field string
-		value pulumi.StringInput
-	}{
-		{"Region", args.Region},
-		{"OIDCProviderARN", args.OIDCProviderARN},
-		{"OIDCIssuer", args.OIDCIssuer},
-		{"Namespace", args.Namespace},
-		{"ServiceAccountName", args.ServiceAccountName},
-	} {
-		if r.value == nil {
-			problems = append(problems, validate.Problem{Path: r.field, Message: "is required"})
-		}
-	}
+	problems := validate.Problems(args.Validate(name))
+	problems.Required("Region", args.Region)
+	problems.Required("OIDCProviderARN", args.OIDCProviderARN)
+	problems.Required("OIDCIssuer", args.OIDCIssuer)
+	problems.Required("Namespace", args.Namespace)
+	problems.Required("ServiceAccountName", args.ServiceAccountName)
 	return validate.Err("kmsunseal "+name+": invalid args", problems)
 }

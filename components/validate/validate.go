@@ -66,6 +66,14 @@ func Index(path string, i int) string {
 	return fmt.Sprintf("%s[%d]", path, i)
 }
 
+// Required records the input at path as missing when it is nil: an input
+// a component cannot do without, such as another component's output.
+func (p *Problems) Required(path string, input any) {
+	if input == nil {
+		p.Addf(path, "is required")
+	}
+}
+
 // DNSLabel requires a DNS-1123 label: a namespace or service account name.
 func (p *Problems) DNSLabel(path, value string) {
 	if errs := validation.IsDNS1123Label(value); len(errs) > 0 {

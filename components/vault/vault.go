@@ -217,19 +217,10 @@ func check(name string, args *HardenedVaultArgs) error {
 	if args == nil {
 		return errors.New("vault: args are required")
 	}
-	problems := args.Validate(name)
-	for _, r := range []struct {
-		field string
-		value pulumi.Input
-	}{
-		{"Namespace", args.Namespace},
-		{"ServiceAccountRoleARN (the IRSA role for the KMS seal)", args.ServiceAccountRoleARN},
-		{"Seal.Region", args.Seal.Region},
-		{"Seal.KMSKeyID", args.Seal.KMSKeyID},
-	} {
-		if r.value == nil {
-			problems = append(problems, validate.Problem{Path: r.field, Message: "is required"})
-		}
-	}
+	problems := validate.Problems(args.Validate(name))
+	problems.Required("Namespace", args.Namespace)
+	problems.Required("ServiceAccountRoleARN (the IRSA role for the KMS seal)", args.ServiceAccountRoleARN)
+	problems.Required("Seal.Region", args.Seal.Region)
+	problems.Required("Seal.KMSKeyID", args.Seal.KMSKeyID)
 	return validate.Err("vault "+name+": invalid args", problems)
 }
