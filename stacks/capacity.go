@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/secrets-platform/secrets-platform/components/kube"
+	"github.com/secrets-platform/secrets-platform/components/validate"
 )
 
 // workload is one kind of pod the platform runs in the namespace, with how
@@ -74,7 +75,7 @@ func CheckCapacity(cfg *Config) error {
 	}
 
 	var over []string
-	for _, key := range sortedKeys(totals) {
+	for _, key := range validate.SortedKeys(totals) {
 		limit, ok := cfg.Guardrails.Quota[key]
 		if !ok {
 			continue

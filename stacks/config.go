@@ -11,7 +11,12 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
 
-	"github.com/secrets-platform/secrets-platform/components/kube"
+	"github.com/secrets-platform/secrets-platform/components/backup"
+	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
+	"github.com/secrets-platform/secrets-platform/components/guardrails"
+	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
+	"github.com/secrets-platform/secrets-platform/components/observability"
+	"github.com/secrets-platform/secrets-platform/components/vault"
 )
 
 // Config is the whole configuration of one stack. Every key lives under the
@@ -24,17 +29,17 @@ type Config struct {
 	// Region is the AWS region (`aws:region`).
 	Region string `json:"region"`
 	// Guardrails configures the namespace's policies (`guardrails`).
-	Guardrails GuardrailsConfig `json:"guardrails"`
+	Guardrails guardrails.Config `json:"guardrails"`
 	// Vault configures the Vault cluster (`vault`).
-	Vault VaultConfig `json:"vault"`
+	Vault vault.Config `json:"vault"`
 	// Unseal configures the KMS auto-unseal key (`unseal`).
-	Unseal UnsealConfig `json:"unseal"`
+	Unseal kmsunseal.Config `json:"unseal"`
 	// Backup configures Raft snapshots to S3 (`backup`).
-	Backup BackupConfig `json:"backup"`
+	Backup backup.Config `json:"backup"`
 	// ExternalSecrets configures ESO and the synced secrets (`externalSecrets`).
-	ExternalSecrets ExternalSecretsConfig `json:"externalSecrets"`
+	ExternalSecrets externalsecrets.Config `json:"externalSecrets"`
 	// Observability configures metrics, alerts and dashboards (`observability`).
-	Observability ObservabilityConfig `json:"observability"`
+	Observability observability.Config `json:"observability"`
 }
 
 // KubernetesConfig selects the cluster and names its identity provider.
@@ -57,217 +62,28 @@ type KubernetesConfig struct {
 	APIServerPort int `json:"apiServerPort,omitempty"`
 }
 
-// GuardrailsConfig configures NamespaceGuardrails.
-type GuardrailsConfig struct {
-	// PodSecurityLevel is enforced, audited and warned: restricted or baseline.
-	PodSecurityLevel string `json:"podSecurityLevel,omitempty"`
-	// PodSecurityVersion pins the Pod Security Standards version.
-	PodSecurityVersion string `json:"podSecurityVersion,omitempty"`
-	// Quota is the ResourceQuota's hard limits.
-	Quota map[string]string `json:"quota"`
-	// DefaultRequest is the LimitRange's default container request.
-	DefaultRequest map[string]string `json:"defaultRequest,omitempty"`
-	// DefaultLimit is the LimitRange's default container limit.
-	DefaultLimit map[string]string `json:"defaultLimit,omitempty"`
-	// AWSCIDRs are the destinations Vault (STS, KMS) and the snapshot job
-	// (STS, S3) may reach on 443. Private CIDRs work only with interface VPC
-	// endpoints with private DNS for sts, kms and s3; an S3 gateway endpoint
-	// routes to S3's public prefix list, so it needs S3's published ranges.
-	AWSCIDRs []string `json:"awsCidrs,omitempty"`
-	// ExtraAllows are further allowed flows between workloads.
-	ExtraAllows []AllowConfig `json:"extraAllows,omitempty"`
-}
-
-// AllowConfig is an allowed flow between two sets of pods of the namespace.
-type AllowConfig struct {
-	// Name names the two policies it becomes.
-	Name string `json:"name"`
-	// From selects the client pods by label.
-	From map[string]string `json:"from"`
-	// To selects the server pods by label.
-	To map[string]string `json:"to"`
-	// Ports are the server's ports.
-	Ports []PortConfig `json:"ports"`
-}
-
-// PortConfig is a port and its protocol (TCP by default).
-type PortConfig struct {
-	// Port is the port number.
-	Port int `json:"port"`
-	// Protocol is TCP or UDP.
-	Protocol string `json:"protocol,omitempty"`
-}
-
-// VaultConfig configures HardenedVault.
-type VaultConfig struct {
-	// Replicas is the number of Raft voters: 3 or 5.
-	Replicas int `json:"replicas,omitempty"`
-	// ChartVersion is the hashicorp/vault chart version.
-	ChartVersion string `json:"chartVersion,omitempty"`
-	// ChartRepo is the chart repository.
-	ChartRepo string `json:"chartRepo,omitempty"`
-	// Image is the Vault image, repository:tag, pinned by version: the
-	// server's (the chart's server.image) and every job that runs the Vault
-	// CLI, so all speak one Vault version.
-	Image string `json:"image,omitempty"`
-	// ServiceAccount is Vault's service account name.
-	ServiceAccount string `json:"serviceAccount,omitempty"`
-	// Mlock keeps mlock on; rejected, since IPC_LOCK is admitted only by the
-	// privileged Pod Security level (see the README).
-	Mlock bool `json:"mlock,omitempty"`
-	// TLS configures Vault's certificates.
-	TLS TLSConfig `json:"tls"`
-	// Resources are each voter's requests and limits.
-	Resources kube.Resources `json:"resources"`
-	// DataStorage is the size of each voter's Raft volume.
-	DataStorage string `json:"dataStorage,omitempty"`
-	// AuditStorage is the size of each voter's audit log volume.
-	AuditStorage string `json:"auditStorage,omitempty"`
-	// StorageClass is the volumes' storage class; "" is the cluster default.
-	StorageClass string `json:"storageClass,omitempty"`
-	// TimeoutSeconds bounds how long the release waits for readiness.
-	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
-}
-
-// TLSConfig configures Vault's PKI.
-type TLSConfig struct {
-	// ValidityHours is the server certificate's lifetime.
-	ValidityHours int `json:"validityHours,omitempty"`
-	// EarlyRenewalHours re-issues the certificate this long before expiry.
-	EarlyRenewalHours int `json:"earlyRenewalHours,omitempty"`
-	// CAValidityHours is the generated CA's lifetime.
-	CAValidityHours int `json:"caValidityHours,omitempty"`
-	// Organization goes into the certificates' subject.
-	Organization string `json:"organization,omitempty"`
-	// CACertPEM and CAKeyPEM bring your own CA; both or neither, as secrets.
-	CACertPEM string `json:"caCertPem,omitempty"`
-	// CAKeyPEM is the private key of CACertPEM.
-	CAKeyPEM string `json:"caKeyPem,omitempty"`
-}
-
-// UnsealConfig configures KMSUnseal.
-type UnsealConfig struct {
-	// AliasName is the key's alias; default alias/<stack>-vault-unseal.
-	AliasName string `json:"aliasName,omitempty"`
-	// DeletionWindowDays is the key's deletion window, 7 to 30.
-	DeletionWindowDays int `json:"deletionWindowDays,omitempty"`
-	// AccountID is the AWS account that owns the key.
-	AccountID string `json:"accountId"`
-	// Tags are added to the key.
-	Tags map[string]string `json:"tags,omitempty"`
-}
-
-// BackupConfig configures BackupBucket and the snapshot job.
-type BackupConfig struct {
-	// BucketName is the bucket's name; "" lets Pulumi name it.
-	BucketName string `json:"bucketName,omitempty"`
-	// Prefix is the key prefix of the snapshots.
-	Prefix string `json:"prefix,omitempty"`
-	// RetentionDays expires snapshots after this many days.
-	RetentionDays int `json:"retentionDays,omitempty"`
-	// NoncurrentVersionDays expires overwritten versions.
-	NoncurrentVersionDays int `json:"noncurrentVersionDays,omitempty"`
-	// ObjectLockDays turns on governance-mode object lock when above 0.
-	ObjectLockDays int `json:"objectLockDays,omitempty"`
-	// KMSKeyARN encrypts the bucket with an existing key; "" creates one.
-	KMSKeyARN string `json:"kmsKeyArn,omitempty"`
-	// Schedule is the snapshot CronJob's schedule.
-	Schedule string `json:"schedule,omitempty"`
-	// ServiceAccount is the snapshot job's service account.
-	ServiceAccount string `json:"serviceAccount,omitempty"`
-	// VaultRole is the Vault Kubernetes-auth role of the snapshot job.
-	VaultRole string `json:"vaultRole,omitempty"`
-	// VaultAuthMount is the Kubernetes auth method's mount path.
-	VaultAuthMount string `json:"vaultAuthMount,omitempty"`
-	// AWSCLIImage uploads it; pinned by version.
-	AWSCLIImage string `json:"awsCliImage,omitempty"`
-	// Resources are each snapshot container's requests and limits.
-	Resources kube.Resources `json:"resources"`
-}
-
-// ExternalSecretsConfig configures ExternalSecretsStack.
-type ExternalSecretsConfig struct {
-	// ChartVersion is the external-secrets chart version.
-	ChartVersion string `json:"chartVersion,omitempty"`
-	// ChartRepo is the chart repository.
-	ChartRepo string `json:"chartRepo,omitempty"`
-	// Replicas of the controller and webhook; above 1 adds their PDBs.
-	Replicas int `json:"replicas,omitempty"`
-	// ServiceAccount authenticates to Vault; never "default".
-	ServiceAccount string `json:"serviceAccount,omitempty"`
-	// Resources of the controller, webhook and cert controller.
-	Resources ESOResourcesConfig `json:"resources"`
-	// Store configures the SecretStore.
-	Store StoreConfig `json:"store"`
-	// RefreshInterval is the default refresh of every ExternalSecret.
-	RefreshInterval string `json:"refreshInterval,omitempty"`
-	// Secrets are the ExternalSecrets to sync.
-	Secrets []ExternalSecretConfig `json:"secrets"`
-	// TimeoutSeconds bounds how long the release waits for readiness.
-	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
-}
-
-// ESOResourcesConfig holds the requests and limits of ESO's three pods.
-type ESOResourcesConfig struct {
-	// Controller is the main controller.
-	Controller kube.Resources `json:"controller"`
-	// Webhook is the admission webhook.
-	Webhook kube.Resources `json:"webhook"`
-	// CertController rotates the webhook's certificate.
-	CertController kube.Resources `json:"certController"`
-}
-
-// StoreConfig configures the Vault SecretStore.
-type StoreConfig struct {
-	// Name is the store's name.
-	Name string `json:"name,omitempty"`
-	// Cluster makes it a ClusterSecretStore.
-	Cluster bool `json:"cluster,omitempty"`
-	// Path is the KV mount.
-	Path string `json:"path,omitempty"`
-	// Version is the KV version; only v2 is supported.
-	Version string `json:"version,omitempty"`
-	// AuthMount is the Kubernetes auth method's mount path.
-	AuthMount string `json:"authMount,omitempty"`
-	// Role is the Vault role bound to the service account.
-	Role string `json:"role,omitempty"`
-}
-
-// ExternalSecretConfig is one ExternalSecret.
-type ExternalSecretConfig struct {
-	// Name is the ExternalSecret's name.
-	Name string `json:"name"`
-	// RefreshInterval overrides the default; a Go duration of at least 1m.
-	RefreshInterval string `json:"refreshInterval,omitempty"`
-	// Target is the Kubernetes Secret it creates; default Name.
-	Target string `json:"target,omitempty"`
-	// VaultKey is the secret's path under the store's mount.
-	VaultKey string `json:"vaultKey"`
-	// Data maps Vault properties to the Secret's keys.
-	Data []DataConfig `json:"data"`
-}
-
-// DataConfig maps one Vault property to one key of the Kubernetes Secret.
-type DataConfig struct {
-	// Property is the field in Vault.
-	Property string `json:"property"`
-	// SecretKey is the key in the Kubernetes Secret.
-	SecretKey string `json:"secretKey"`
-}
-
-// ObservabilityConfig configures metrics, alerts and dashboards.
-type ObservabilityConfig struct {
-	// PrometheusOperator says its CRDs exist: ServiceMonitors, rules and
-	// dashboards are created only then.
-	PrometheusOperator bool `json:"prometheusOperator,omitempty"`
-	// MonitoringNamespace is where Prometheus runs; it may scrape metrics.
-	MonitoringNamespace string `json:"monitoringNamespace,omitempty"`
+// defaults returns the configuration a stack starts from: each group is its
+// component's DefaultConfig, where that default is stated once. The seed's
+// numbers (quota, voters, refresh interval) are written out in
+// Pulumi.production.yaml, where operators look. The stack's values are
+// decoded over it, so a key that is set, even to 0, replaces its default and
+// is validated as given; maps are merged key by key.
+func defaults() Config {
+	return Config{
+		Kubernetes:      KubernetesConfig{APIServerPort: guardrails.DefaultKubeAPIPort},
+		Guardrails:      guardrails.DefaultConfig(),
+		Vault:           vault.DefaultConfig(),
+		Unseal:          kmsunseal.DefaultConfig(),
+		Backup:          backup.DefaultConfig(),
+		ExternalSecrets: externalsecrets.DefaultConfig(),
+		Observability:   observability.DefaultConfig(),
+	}
 }
 
 // Load reads the stack's configuration over the defaults and validates it.
 // It registers nothing; every invalid value is reported with its key.
 func Load(ctx *pulumi.Context) (*Config, error) {
-	cfg := defaults(ctx.Stack())
+	cfg := defaults()
 	cfg.Namespace = config.Get(ctx, "namespace")
 	cfg.Region = config.Get(ctx, "aws:region")
 	groups := []struct {
@@ -287,7 +103,6 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 			return nil, err
 		}
 	}
-	cfg.fillItemDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -65,17 +65,7 @@ func Compose(ctx *pulumi.Context, cfg *Config) (*Platform, error) {
 	}
 	namespace := p.Guardrails.Namespace
 
-	p.Unseal, err = kmsunseal.NewKMSUnseal(ctx, "vault-unseal", &kmsunseal.KMSUnsealArgs{
-		AliasName:          cfg.Unseal.AliasName,
-		DeletionWindowDays: cfg.Unseal.DeletionWindowDays,
-		AccountID:          pulumi.String(cfg.Unseal.AccountID),
-		Region:             pulumi.String(cfg.Region),
-		OIDCProviderARN:    pulumi.String(cfg.Kubernetes.OIDCProviderARN),
-		OIDCIssuer:         pulumi.String(cfg.Kubernetes.OIDCIssuer),
-		Namespace:          namespace,
-		ServiceAccountName: pulumi.String(cfg.Vault.ServiceAccount),
-		Tags:               pulumi.ToStringMap(tags(ctx, cfg.Unseal.Tags)),
-	}, onAWS)
+	p.Unseal, err = kmsunseal.NewKMSUnseal(ctx, "vault-unseal", unsealArgs(ctx, cfg, namespace), onAWS)
 	if err != nil {
 		return nil, fmt.Errorf("creating unseal key: %w", err)
 	}

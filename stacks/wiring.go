@@ -22,31 +22,14 @@ const (
 	backupName   = "vault-backup"
 )
 
-// monitorLabels are what the cluster's Prometheus selects monitors by: one
-// source for the Observability component's monitors and ESO chart's.
-var monitorLabels = observability.DefaultMonitorLabels
-
 func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
-	g := cfg.Guardrails
-	var allows []guardrails.Allow
-	for _, a := range g.ExtraAllows {
-		var ports []guardrails.Port
-		for _, p := range a.Ports {
-			ports = append(ports, guardrails.Port{Port: p.Port, Protocol: p.Protocol})
-		}
-		allows = append(allows, guardrails.Allow{Name: a.Name, From: a.From, To: a.To, Ports: ports})
-	}
 	monitoring := ""
 	if cfg.Observability.PrometheusOperator {
 		monitoring = cfg.Observability.MonitoringNamespace
 	}
 	return &guardrails.NamespaceGuardrailsArgs{
-		Namespace:          cfg.Namespace,
-		PodSecurityLevel:   g.PodSecurityLevel,
-		PodSecurityVersion: g.PodSecurityVersion,
-		Quota:              g.Quota,
-		DefaultRequest:     g.DefaultRequest,
-		DefaultLimit:       g.DefaultLimit,
+		Config:    cfg.Guardrails,
+		Namespace: cfg.Namespace,
 		Network: guardrails.NetworkArgs{
 			VaultPodLabels: vault.ServerPodLabels(vaultRelease),
 			// Every pod of the external-secrets chart carries its release
@@ -63,124 +46,68 @@ func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 			SnapshotPodLabels:   backup.PodLabels(backupName),
 			KubeAPICIDRs:        cfg.Kubernetes.APIServerCIDRs,
 			KubeAPIPort:         cfg.Kubernetes.APIServerPort,
-			AWSCIDRs:            g.AWSCIDRs,
 			MonitoringNamespace: monitoring,
 			// Metrics and webhook ports: the guardrails' defaults are the
 			// charts' (Vault 8200, ESO metrics 8080, ESO webhook 10250).
-			ExtraAllows: allows,
 		},
+	}
+}
+
+func unsealArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput) *kmsunseal.KMSUnsealArgs {
+	c := cfg.Unseal
+	c.Tags = tags(ctx, cfg.Unseal.Tags)
+	return &kmsunseal.KMSUnsealArgs{
+		Config:             c,
+		Region:             pulumi.String(cfg.Region),
+		OIDCProviderARN:    pulumi.String(cfg.Kubernetes.OIDCProviderARN),
+		OIDCIssuer:         pulumi.String(cfg.Kubernetes.OIDCIssuer),
+		Namespace:          namespace,
+		ServiceAccountName: pulumi.String(cfg.Vault.ServiceAccount),
 	}
 }
 
 func vaultArgs(cfg *Config, namespace pulumi.StringInput, unseal *kmsunseal.KMSUnseal) *vault.HardenedVaultArgs {
-	v := cfg.Vault
-	tlsArgs := vault.TLSArgs{
-		ValidityHours:     v.TLS.ValidityHours,
-		EarlyRenewalHours: v.TLS.EarlyRenewalHours,
-		CAValidityHours:   v.TLS.CAValidityHours,
-		Organization:      v.TLS.Organization,
-	}
-	if v.TLS.CACertPEM != "" {
-		tlsArgs.CACertPEM = pulumi.String(v.TLS.CACertPEM)
-		tlsArgs.CAKeyPEM = pulumi.ToSecret(pulumi.String(v.TLS.CAKeyPEM)).(pulumi.StringOutput)
-	}
+	// The Observability component scrapes every voter; the chart's
+	// ServiceMonitor would scrape only the active one, so it stays off.
 	return &vault.HardenedVaultArgs{
+		Config:                cfg.Vault,
 		Namespace:             namespace,
-		Replicas:              v.Replicas,
-		ChartVersion:          v.ChartVersion,
-		ChartRepo:             v.ChartRepo,
-		Image:                 v.Image,
-		ServiceAccountName:    v.ServiceAccount,
 		ServiceAccountRoleARN: unseal.RoleARN,
-		TLS:                   tlsArgs,
 		Seal:                  vault.SealArgs{Region: unseal.Region, KMSKeyID: unseal.AliasName},
-		Resources:             v.Resources,
-		DataStorageSize:       v.DataStorage,
-		AuditStorageSize:      v.AuditStorage,
-		StorageClass:          v.StorageClass,
-		Mlock:                 v.Mlock,
-		// The Observability component scrapes every voter; the chart's
-		// ServiceMonitor would scrape only the active one.
-		PrometheusOperator: false,
-		TimeoutSeconds:     v.TimeoutSeconds,
 	}
 }
 
+// monitorLabels are what the cluster's Prometheus selects monitors by: one
+// source for the Observability component's monitors and the ESO chart's.
+var monitorLabels = observability.DefaultMonitorLabels
+
 func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault) *backup.BackupBucketArgs {
-	b := cfg.Backup
-	args := &backup.BackupBucketArgs{
-		BucketName:            b.BucketName,
-		Prefix:                b.Prefix,
-		RetentionDays:         b.RetentionDays,
-		NoncurrentVersionDays: b.NoncurrentVersionDays,
-		ObjectLockDays:        b.ObjectLockDays,
-		AccountID:             pulumi.String(cfg.Unseal.AccountID),
-		Region:                pulumi.String(cfg.Region),
-		OIDCProviderARN:       pulumi.String(cfg.Kubernetes.OIDCProviderARN),
-		OIDCIssuer:            pulumi.String(cfg.Kubernetes.OIDCIssuer),
-		Namespace:             namespace,
-		ServiceAccountName:    b.ServiceAccount,
-		Schedule:              b.Schedule,
-		// Snapshots need the leader: through any other voter the request
-		// is redirected to an address the snapshot has to trust too.
+	return &backup.BackupBucketArgs{
+		Config:          cfg.Backup,
+		AccountID:       pulumi.String(cfg.Unseal.AccountID),
+		Region:          pulumi.String(cfg.Region),
+		OIDCProviderARN: pulumi.String(cfg.Kubernetes.OIDCProviderARN),
+		OIDCIssuer:      pulumi.String(cfg.Kubernetes.OIDCIssuer),
+		Namespace:       namespace,
+		// Snapshots need the leader (see BackupBucketArgs.VaultAddress).
 		VaultAddress:      v.ActiveAddress,
+		VaultImage:        v.Image,
 		VaultCASecretName: v.CASecretName,
-		VaultAuthMount:    b.VaultAuthMount,
-		VaultRole:         b.VaultRole,
-		VaultImage:        cfg.Vault.Image,
-		AWSCLIImage:       b.AWSCLIImage,
-		Resources:         b.Resources,
 		Tags:              pulumi.ToStringMap(tags(ctx, nil)),
 	}
-	if b.KMSKeyARN != "" {
-		args.KMSKeyARN = pulumi.String(b.KMSKeyARN)
-	}
-	return args
 }
 
 func esoArgs(cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault) *externalsecrets.ExternalSecretsStackArgs {
-	e := cfg.ExternalSecrets
-	var secrets []externalsecrets.ExternalSecretArgs
-	for _, s := range e.Secrets {
-		var data []externalsecrets.DataMapping
-		for _, d := range s.Data {
-			data = append(data, externalsecrets.DataMapping{SecretKey: d.SecretKey, Property: d.Property})
-		}
-		secrets = append(secrets, externalsecrets.ExternalSecretArgs{
-			Name:            s.Name,
-			RefreshInterval: s.RefreshInterval,
-			TargetSecret:    s.Target,
-			VaultKey:        s.VaultKey,
-			Data:            data,
-		})
-	}
+	c := cfg.ExternalSecrets
+	c.PrometheusOperator = cfg.Observability.PrometheusOperator
+	c.MonitorLabels = monitorLabels
 	return &externalsecrets.ExternalSecretsStackArgs{
-		Namespace:    namespace,
-		ChartVersion: e.ChartVersion,
-		ChartRepo:    e.ChartRepo,
-		Replicas:     e.Replicas,
-		Resources: externalsecrets.ComponentResources{
-			Controller:     e.Resources.Controller,
-			Webhook:        e.Resources.Webhook,
-			CertController: e.Resources.CertController,
-		},
-		PrometheusOperator:      cfg.Observability.PrometheusOperator,
-		MonitorLabels:           monitorLabels,
-		VaultAuthServiceAccount: e.ServiceAccount,
-		Store: externalsecrets.StoreArgs{
-			Name:          e.Store.Name,
-			Cluster:       e.Store.Cluster,
-			Path:          e.Store.Path,
-			Version:       e.Store.Version,
-			AuthMountPath: e.Store.AuthMount,
-			Role:          e.Store.Role,
-		},
-		ExternalSecrets: secrets,
-		VaultAddress:    v.Address,
-		VaultCACertPEM:  v.CACertPEM,
+		Config:         c,
+		Namespace:      namespace,
+		VaultAddress:   v.Address,
+		VaultCACertPEM: v.CACertPEM,
 		// The store is useless until Vault answers: wait for its release.
-		DependsOn:      []pulumi.Resource{v.Release},
-		TimeoutSeconds: e.TimeoutSeconds,
+		DependsOn: []pulumi.Resource{v.Release},
 	}
 }
 

@@ -6,12 +6,14 @@ package tests
 
 import (
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"runtime"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 
 	"github.com/secrets-platform/secrets-platform/internal/recorder"
 )
@@ -52,11 +54,42 @@ func Run(t testing.TB, stack string, cfg recorder.StackConfig, program pulumi.Ru
 	return mon
 }
 
-// RunComponent executes program under mocks with an empty config: the way
-// component tests build one component in isolation.
+// RunComponent executes program under mocks with an empty config (the way
+// component tests build one component in isolation) and fails the test if
+// it errors.
 func RunComponent(t testing.TB, program pulumi.RunFunc) *recorder.Monitor {
 	t.Helper()
-	return Run(t, "test", recorder.StackConfig{Values: map[string]string{}}, program)
+	mon, err := recorder.RunComponent(program)
+	if err != nil {
+		t.Fatalf("program failed under mocks: %v", err)
+	}
+	return mon
+}
+
+// Await resolves outputs, by key, inside a running program: their values,
+// and whether each is known and secret.
+func Await(ctx *pulumi.Context, outputs map[string]pulumi.Output) (map[string]internals.UnsafeAwaitOutputResult, error) {
+	out := make(map[string]internals.UnsafeAwaitOutputResult, len(outputs))
+	for key, o := range outputs {
+		r, err := internals.UnsafeAwaitOutput(ctx.Context(), o)
+		if err != nil {
+			return nil, fmt.Errorf("awaiting %s: %w", key, err)
+		}
+		out[key] = r
+	}
+	return out, nil
+}
+
+// AwaitStrings resolves string outputs into the variables they are keyed by.
+func AwaitStrings(ctx *pulumi.Context, outputs map[*string]pulumi.StringOutput) error {
+	for dst, o := range outputs {
+		r, err := internals.UnsafeAwaitOutput(ctx.Context(), o)
+		if err != nil {
+			return err
+		}
+		*dst, _ = r.Value.(string)
+	}
+	return nil
 }
 
 // MustFind returns the resource with this type and name or fails the test.

@@ -6,7 +6,6 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 
 	"github.com/secrets-platform/secrets-platform/internal/recorder"
 	"github.com/secrets-platform/secrets-platform/stacks"
@@ -97,11 +96,13 @@ func TestStackOutputsKeepSecretsSecret(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		for name, out := range p.Outputs() {
-			res, err := internals.UnsafeAwaitOutput(ctx.Context(), out)
-			if err != nil {
-				return err
-			}
+		outputs := p.Outputs()
+		outputs["vault server private key"] = p.Vault.ServerPrivateKeyPEM
+		resolved, err := Await(ctx, outputs)
+		if err != nil {
+			return err
+		}
+		for name, res := range resolved {
 			walkPlain(resource.NewPropertyValue(res.Value), name, func(path, s string) {
 				if strings.Contains(s, privateKeyMarker) && !res.Secret {
 					t.Errorf("stack output %s holds a private key in plain text", path)
@@ -109,10 +110,7 @@ func TestStackOutputsKeepSecretsSecret(t *testing.T) {
 			})
 			checked++
 		}
-		key, err := internals.UnsafeAwaitOutput(ctx.Context(), p.Vault.ServerPrivateKeyPEM)
-		if err != nil {
-			return err
-		}
+		key := resolved["vault server private key"]
 		if !key.Secret {
 			t.Error("the Vault server's private key output is not secret")
 		}

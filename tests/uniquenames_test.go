@@ -27,38 +27,43 @@ func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
 	}
 	mon := RunComponent(t, func(ctx *pulumi.Context) error {
 		for _, name := range []string{"vault", "vault-dr"} {
+			vaultConfig := vault.DefaultConfig()
+			vaultConfig.ServiceAccount = name // the default is one per namespace
+			vaultConfig.Resources = small
 			v, err := vault.NewHardenedVault(ctx, name, &vault.HardenedVaultArgs{
+				Config:                vaultConfig,
 				Namespace:             ns,
-				Replicas:              3,
 				ServiceAccountRoleARN: pulumi.String("arn:aws:iam::" + recorder.MockAccountID + ":role/" + name),
 				Seal:                  vault.SealArgs{Region: pulumi.String("eu-west-1"), KMSKeyID: pulumi.String("alias/" + name)},
-				Resources:             small,
 			})
 			if err != nil {
 				return err
 			}
+			backupConfig := backup.DefaultConfig()
+			backupConfig.ServiceAccount = name + "-snapshot" // the default is one per namespace
+			backupConfig.Resources = small
 			b, err := backup.NewBackupBucket(ctx, name+"-backup", &backup.BackupBucketArgs{
-				Prefix: "raft-snapshots", RetentionDays: 30, NoncurrentVersionDays: 7,
+				Config:          backupConfig,
 				AccountID:       pulumi.String(recorder.MockAccountID),
 				Region:          pulumi.String("eu-west-1"),
 				OIDCProviderARN: pulumi.String("arn:aws:iam::" + recorder.MockAccountID + ":oidc-provider/oidc.example/id/X"),
 				OIDCIssuer:      pulumi.String("https://oidc.example/id/X"),
 				Namespace:       ns,
-				VaultAddress:    v.Address, VaultCASecretName: v.CASecretName,
-				VaultImage: "hashicorp/vault:1.20.4", AWSCLIImage: "amazon/aws-cli:2.31.18",
-				Resources: small,
+				VaultAddress:    v.ActiveAddress, VaultImage: v.Image, VaultCASecretName: v.CASecretName,
 			})
 			if err != nil {
 				return err
 			}
+			esoConfig := externalsecrets.DefaultConfig()
+			esoConfig.ServiceAccount = name + "-eso-auth"
+			esoConfig.Store.Name = name + "-store"
+			esoConfig.Secrets = []externalsecrets.SecretConfig{{
+				Name: name + "-postgres", VaultKey: "database/postgres",
+				Data: []externalsecrets.DataConfig{{SecretKey: "password", Property: "password"}},
+			}}
 			if _, err := externalsecrets.NewExternalSecretsStack(ctx, name+"-eso", &externalsecrets.ExternalSecretsStackArgs{
-				Namespace:               ns,
-				VaultAuthServiceAccount: name + "-eso-auth",
-				Store:                   externalsecrets.StoreArgs{Name: name + "-store", Path: "secret", Role: "external-secrets"},
-				ExternalSecrets: []externalsecrets.ExternalSecretArgs{{
-					Name: name + "-postgres", VaultKey: "database/postgres",
-					Data: []externalsecrets.DataMapping{{SecretKey: "password", Property: "password"}},
-				}},
+				Config:         esoConfig,
+				Namespace:      ns,
 				VaultAddress:   v.Address,
 				VaultCACertPEM: pulumi.String(caPEM),
 				DependsOn:      []pulumi.Resource{v.Release},

@@ -62,8 +62,11 @@ func render(projectDir, stack, out string) error {
 	if err != nil {
 		return err
 	}
-	mon, err := recorder.Run(stack, cfg, stacks.Run)
-	if err != nil {
+	// Fixed certificate dates (keys are seeded by resource name anyway):
+	// two renders of one commit are byte for byte the same.
+	mon := recorder.NewMonitor(stack)
+	mon.Clock = recorder.RenderClock
+	if err := mon.Run(cfg, stacks.Run); err != nil {
 		return err
 	}
 	files := map[string][]byte{"tree.txt": []byte(mon.Tree())}

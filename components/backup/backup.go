@@ -8,7 +8,6 @@ package backup
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
@@ -16,56 +15,25 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/secrets-platform/secrets-platform/components/awsiam"
-	"github.com/secrets-platform/secrets-platform/components/kube"
+	"github.com/secrets-platform/secrets-platform/components/validate"
 )
 
 // TypeToken is the Pulumi type of the BackupBucket component.
 const TypeToken = "platform:aws:BackupBucket"
 
-// Defaults for the Args left empty.
-const (
-	// DefaultSchedule takes a snapshot every 6 hours.
-	DefaultSchedule = "0 */6 * * *"
-	// DefaultVaultAuthMount is the path the Kubernetes auth method is
-	// usually enabled at.
-	DefaultVaultAuthMount = "kubernetes"
-	// DefaultVaultRole is the Kubernetes auth role of the snapshot job.
-	DefaultVaultRole = "raft-snapshot"
-	// DefaultKeyDeletionWindowDays is the deletion window of a dedicated key.
-	DefaultKeyDeletionWindowDays = 30
-)
-
 // abortMultipartDays is when incomplete multipart uploads are cleaned up.
 const abortMultipartDays = 7
 
-// BackupBucketArgs configures BackupBucket.
+// maxCronJobName: the CronJob controller appends an 11-character suffix to
+// name its Jobs, which must fit in 63.
+const maxCronJobName = 52
+
+// BackupBucketArgs configures BackupBucket: its Config and the inputs that
+// come from the cluster, the account and HardenedVault.
 type BackupBucketArgs struct {
-	// BucketName is the bucket's name; "" lets Pulumi derive a unique one
-	// from the component's name.
-	BucketName string
-	// Prefix is the key prefix snapshots are written under, e.g.
-	// "raft-snapshots" (required; slashes at either end are ignored).
-	Prefix string
-	// RetentionDays expires snapshots this many days after upload (>= 1).
-	RetentionDays int
-	// NoncurrentVersionDays deletes a version this many days after it stops
-	// being current (>= 1).
-	NoncurrentVersionDays int
-	// ObjectLockDays > 0 enables S3 Object Lock with a GOVERNANCE default
-	// retention of that many days. Object Lock can only be turned on when
-	// the bucket is created, and uploads to such a bucket must carry a
-	// checksum (the AWS CLI sends one by default since 2.23).
-	ObjectLockDays int
-	// KMSKeyARN is the key to encrypt snapshots with (a key ARN, not an
-	// alias). Its key policy must let IAM policies of this account grant
-	// its use. nil creates a dedicated key.
-	KMSKeyARN pulumi.StringInput
-	// KeyDeletionWindowDays is the deletion window of the dedicated key,
-	// 7 to 30; 0 means DefaultKeyDeletionWindowDays.
-	KeyDeletionWindowDays int
+	Config
 	// AccountID is the account that owns the bucket (required): the
-	// expected bucket owner, and the account administering the dedicated
-	// key.
+	// expected bucket owner, and the account administering a created key.
 	AccountID pulumi.StringInput
 	// Region is the bucket's region (required): the upload's AWS_REGION
 	// and the only S3 endpoint the role may use the key through.
@@ -78,34 +46,16 @@ type BackupBucketArgs struct {
 	// Namespace is where the CronJob and its service account live, Vault's
 	// namespace (required).
 	Namespace pulumi.StringInput
-	// ServiceAccountName is the snapshot job's service account, created
-	// here; "" means the CronJob's name.
-	ServiceAccountName string
-	// Schedule is the CronJob's schedule (UTC); "" means DefaultSchedule.
-	Schedule string
-	// VaultAddress is Vault's https:// address, preferably its active
-	// service (required).
+	// VaultAddress is the address of Vault's active node (required):
+	// through a standby, the snapshot request is redirected to the active
+	// node's api_addr, which the job would have to reach and trust too.
 	VaultAddress pulumi.StringInput
+	// VaultImage runs the snapshot: the servers' image, so the CLI speaks
+	// their version (required).
+	VaultImage pulumi.StringInput
 	// VaultCASecretName is the Secret holding the CA that signed Vault's
 	// certificate under the key "ca.crt" (required).
 	VaultCASecretName pulumi.StringInput
-	// VaultAuthMount is the Kubernetes auth method's mount path; "" means
-	// DefaultVaultAuthMount.
-	VaultAuthMount string
-	// VaultRole is the job's role in that auth method, bound to its service
-	// account and to SnapshotPolicy; "" means DefaultVaultRole.
-	VaultRole string
-	// VaultTokenAudience is the audience of the service account token the
-	// job logs in to Vault with; it must match the Vault role's audience.
-	// "" gives the API server's default audience.
-	VaultTokenAudience string
-	// VaultImage is the Vault CLI image, pinned by version (required).
-	VaultImage string
-	// AWSCLIImage is the AWS CLI image, pinned by version (required).
-	AWSCLIImage string
-	// Resources are the requests and limits of each container (both
-	// required).
-	Resources kube.Resources
 	// Tags are set on every AWS resource that takes tags.
 	Tags pulumi.StringMapInput
 }
@@ -126,194 +76,38 @@ type BackupBucket struct {
 	KMSKeyARN pulumi.StringOutput
 }
 
-// NewBackupBucket creates the bucket, its guards, the job's role, and the
-// snapshot CronJob.
+// NewBackupBucket validates args, then creates the snapshot key (unless
+// Config.KMSKeyARN names one), the hardened bucket, the job's upload role,
+// and the snapshot CronJob, in that order.
 //
-// The bucket and a dedicated key are protected and retained on delete. The
+// The bucket and a created key are protected and retained on delete. The
 // bucket's guards (public access block, policy, encryption, versioning,
 // ownership, lifecycle, object lock) are retained on delete, so the bucket
 // is never left behind without them, and a replaced guard is never removed
 // after its replacement was written.
 func NewBackupBucket(ctx *pulumi.Context, name string, args *BackupBucketArgs, opts ...pulumi.ResourceOption) (*BackupBucket, error) {
-	cfg, err := resolve(name, args)
-	if err != nil {
+	if err := check(name, args); err != nil {
 		return nil, err
 	}
-
 	comp := &BackupBucket{}
 	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
 		return nil, fmt.Errorf("registering %s: %w", TypeToken, err)
 	}
-	parent := pulumi.Parent(comp)
-	keep := []pulumi.ResourceOption{parent, pulumi.Protect(true), pulumi.RetainOnDelete(true)}
-	guard := []pulumi.ResourceOption{parent, pulumi.RetainOnDelete(true)}
-	owner := args.AccountID.ToStringOutput()
+	b := &build{ctx: ctx, name: name, args: args, parent: pulumi.Parent(comp)}
 
-	var keyARN pulumi.StringOutput
-	if args.KMSKeyARN != nil {
-		keyARN = args.KMSKeyARN.ToStringOutput()
-	} else {
-		keyPolicy := pulumi.All(args.OIDCProviderARN, args.AccountID).ApplyT(func(v []any) (string, error) {
-			return accountKeyPolicy(v[0].(string), v[1].(string))
-		}).(pulumi.StringOutput)
-		key, err := kms.NewKey(ctx, name+"-key", &kms.KeyArgs{
-			Description:           pulumi.Sprintf("Vault Raft snapshots (%s)", name),
-			CustomerMasterKeySpec: pulumi.String("SYMMETRIC_DEFAULT"),
-			KeyUsage:              pulumi.String("ENCRYPT_DECRYPT"),
-			EnableKeyRotation:     pulumi.Bool(true),
-			DeletionWindowInDays:  pulumi.Int(cfg.keyWindow),
-			Policy:                keyPolicy,
-			Tags:                  args.Tags,
-		}, keep...)
-		if err != nil {
-			return nil, fmt.Errorf("creating snapshot key: %w", err)
-		}
-		keyARN = key.Arn
-	}
-
-	bucketArgs := &s3.BucketV2Args{
-		ForceDestroy: pulumi.Bool(false),
-		Tags:         args.Tags,
-	}
-	if args.BucketName != "" {
-		bucketArgs.Bucket = pulumi.String(args.BucketName)
-	}
-	if args.ObjectLockDays > 0 {
-		// Only possible at creation; it also turns versioning on.
-		bucketArgs.ObjectLockEnabled = pulumi.Bool(true)
-	}
-	bucket, err := s3.NewBucketV2(ctx, name+"-bucket", bucketArgs, keep...)
+	keyARN, err := b.newSnapshotKey()
 	if err != nil {
-		return nil, fmt.Errorf("creating snapshot bucket: %w", err)
+		return nil, err
 	}
-
-	pab, err := s3.NewBucketPublicAccessBlock(ctx, name+"-public-access", &s3.BucketPublicAccessBlockArgs{
-		Bucket:                bucket.ID(),
-		BlockPublicAcls:       pulumi.Bool(true),
-		BlockPublicPolicy:     pulumi.Bool(true),
-		IgnorePublicAcls:      pulumi.Bool(true),
-		RestrictPublicBuckets: pulumi.Bool(true),
-	}, guard...)
+	bucket, err := b.newHardenedBucket(keyARN)
 	if err != nil {
-		return nil, fmt.Errorf("blocking public access: %w", err)
+		return nil, err
 	}
-
-	bucketPolicy := pulumi.All(bucket.Arn, keyARN).ApplyT(func(v []any) (string, error) {
-		return BucketPolicy(v[0].(string), v[1].(string))
-	}).(pulumi.StringOutput)
-	// After the public access block, as the Terraform module does: S3
-	// rejects concurrent changes to a bucket's access settings.
-	policy, err := s3.NewBucketPolicy(ctx, name+"-policy", &s3.BucketPolicyArgs{
-		Bucket: bucket.ID(),
-		Policy: bucketPolicy,
-	}, append(guard, pulumi.DependsOn([]pulumi.Resource{pab}))...)
+	role, err := b.newUploadRole(bucket.Arn, keyARN)
 	if err != nil {
-		return nil, fmt.Errorf("creating bucket policy: %w", err)
+		return nil, err
 	}
-
-	if _, err := s3.NewBucketOwnershipControls(ctx, name+"-ownership", &s3.BucketOwnershipControlsArgs{
-		Bucket: bucket.ID(),
-		Rule:   &s3.BucketOwnershipControlsRuleArgs{ObjectOwnership: pulumi.String("BucketOwnerEnforced")},
-	}, append(guard, pulumi.DependsOn([]pulumi.Resource{policy}))...); err != nil {
-		return nil, fmt.Errorf("enforcing bucket ownership: %w", err)
-	}
-
-	versioning, err := s3.NewBucketVersioningV2(ctx, name+"-versioning", &s3.BucketVersioningV2Args{
-		Bucket:                  bucket.ID(),
-		ExpectedBucketOwner:     owner,
-		VersioningConfiguration: &s3.BucketVersioningV2VersioningConfigurationArgs{Status: pulumi.String("Enabled")},
-	}, guard...)
-	if err != nil {
-		return nil, fmt.Errorf("enabling versioning: %w", err)
-	}
-
-	if _, err := s3.NewBucketServerSideEncryptionConfigurationV2(ctx, name+"-encryption", &s3.BucketServerSideEncryptionConfigurationV2Args{
-		Bucket:              bucket.ID(),
-		ExpectedBucketOwner: owner,
-		Rules: s3.BucketServerSideEncryptionConfigurationV2RuleArray{
-			&s3.BucketServerSideEncryptionConfigurationV2RuleArgs{
-				ApplyServerSideEncryptionByDefault: &s3.BucketServerSideEncryptionConfigurationV2RuleApplyServerSideEncryptionByDefaultArgs{
-					SseAlgorithm:   pulumi.String("aws:kms"),
-					KmsMasterKeyId: keyARN,
-				},
-				// One KMS request per bucket key instead of per object.
-				BucketKeyEnabled: pulumi.Bool(true),
-			},
-		},
-	}, guard...); err != nil {
-		return nil, fmt.Errorf("configuring bucket encryption: %w", err)
-	}
-
-	if _, err := s3.NewBucketLifecycleConfigurationV2(ctx, name+"-lifecycle", &s3.BucketLifecycleConfigurationV2Args{
-		Bucket:              bucket.ID(),
-		ExpectedBucketOwner: owner,
-		Rules: s3.BucketLifecycleConfigurationV2RuleArray{
-			// With Days set, S3 also removes the delete markers left once
-			// the noncurrent versions are gone.
-			&s3.BucketLifecycleConfigurationV2RuleArgs{
-				Id:     pulumi.String("expire-snapshots"),
-				Status: pulumi.String("Enabled"),
-				Filter: &s3.BucketLifecycleConfigurationV2RuleFilterArgs{Prefix: pulumi.String(cfg.prefix + "/")},
-				Expiration: &s3.BucketLifecycleConfigurationV2RuleExpirationArgs{
-					Days: pulumi.Int(args.RetentionDays),
-				},
-				NoncurrentVersionExpiration: &s3.BucketLifecycleConfigurationV2RuleNoncurrentVersionExpirationArgs{
-					NoncurrentDays: pulumi.Int(args.NoncurrentVersionDays),
-				},
-			},
-			&s3.BucketLifecycleConfigurationV2RuleArgs{
-				Id:     pulumi.String("abort-incomplete-multipart-uploads"),
-				Status: pulumi.String("Enabled"),
-				Filter: &s3.BucketLifecycleConfigurationV2RuleFilterArgs{}, // the whole bucket
-				AbortIncompleteMultipartUpload: &s3.BucketLifecycleConfigurationV2RuleAbortIncompleteMultipartUploadArgs{
-					DaysAfterInitiation: pulumi.Int(abortMultipartDays),
-				},
-			},
-		},
-		// Lifecycle rules on versions need versioning first.
-	}, append(guard, pulumi.DependsOn([]pulumi.Resource{versioning}))...); err != nil {
-		return nil, fmt.Errorf("configuring bucket lifecycle: %w", err)
-	}
-
-	if args.ObjectLockDays > 0 {
-		if _, err := s3.NewBucketObjectLockConfigurationV2(ctx, name+"-object-lock", &s3.BucketObjectLockConfigurationV2Args{
-			Bucket:              bucket.ID(),
-			ExpectedBucketOwner: owner,
-			Rule: &s3.BucketObjectLockConfigurationV2RuleArgs{
-				DefaultRetention: &s3.BucketObjectLockConfigurationV2RuleDefaultRetentionArgs{
-					Mode: pulumi.String("GOVERNANCE"),
-					Days: pulumi.Int(args.ObjectLockDays),
-				},
-			},
-		}, append(guard, pulumi.DependsOn([]pulumi.Resource{versioning}))...); err != nil {
-			return nil, fmt.Errorf("configuring object lock: %w", err)
-		}
-	}
-
-	trust := pulumi.All(args.OIDCProviderARN, args.OIDCIssuer, args.Namespace).ApplyT(func(v []any) (string, error) {
-		return awsiam.IRSATrust(v[0].(string), v[1].(string), v[2].(string), cfg.serviceAccount).JSON()
-	}).(pulumi.StringOutput)
-	role, err := iam.NewRole(ctx, name+"-job", &iam.RoleArgs{
-		Description:      pulumi.String("Vault Raft snapshot upload (IRSA)"),
-		AssumeRolePolicy: trust,
-		Tags:             args.Tags,
-	}, parent)
-	if err != nil {
-		return nil, fmt.Errorf("creating snapshot job role: %w", err)
-	}
-	rolePolicy := pulumi.All(bucket.Arn, keyARN, args.Region).ApplyT(func(v []any) (string, error) {
-		return UploadPolicy(v[0].(string), cfg.prefix, v[1].(string), v[2].(string))
-	}).(pulumi.StringOutput)
-	if _, err := iam.NewRolePolicy(ctx, name+"-job-upload", &iam.RolePolicyArgs{
-		Role:   role.Name,
-		Policy: rolePolicy,
-	}, parent); err != nil {
-		return nil, fmt.Errorf("creating snapshot job role policy: %w", err)
-	}
-
-	cronJob, err := newSnapshotJob(ctx, name, cfg, args, jobTargets{
-		bucket: bucket.Bucket, keyARN: keyARN, roleARN: role.Arn,
-	}, parent)
+	cronJob, err := b.newSnapshotJob(jobTargets{bucket: bucket.Bucket, keyARN: keyARN, roleARN: role.Arn})
 	if err != nil {
 		return nil, err
 	}
@@ -335,85 +129,230 @@ func NewBackupBucket(ctx *pulumi.Context, name string, args *BackupBucketArgs, o
 	return comp, nil
 }
 
-// settings are the Args with defaults filled in.
-type settings struct {
-	prefix         string
-	keyWindow      int
-	serviceAccount string
-	cronJobName    string
-	schedule       string
-	authMount      string
-	vaultRole      string
+// build is one BackupBucket under construction: the validated args every
+// step reads, and the component its resources belong to.
+type build struct {
+	ctx    *pulumi.Context
+	name   string
+	args   *BackupBucketArgs
+	parent pulumi.ResourceOption
 }
 
-// maxCronJobName: the CronJob controller appends an 11-character suffix to
-// name its Jobs, which must fit in 63.
-const maxCronJobName = 52
+// keep protects what holds the snapshots: the bucket and a created key.
+func (b *build) keep() []pulumi.ResourceOption {
+	return []pulumi.ResourceOption{b.parent, pulumi.Protect(true), pulumi.RetainOnDelete(true)}
+}
 
-func resolve(name string, args *BackupBucketArgs) (settings, error) {
-	if args == nil {
-		return settings{}, errors.New("backup: args are required")
+// guard keeps a bucket guard on delete; after lists what it must follow.
+func (b *build) guard(after ...pulumi.Resource) []pulumi.ResourceOption {
+	opts := []pulumi.ResourceOption{b.parent, pulumi.RetainOnDelete(true)}
+	if len(after) > 0 {
+		opts = append(opts, pulumi.DependsOn(after))
 	}
-	s := settings{
-		prefix:         strings.Trim(args.Prefix, "/"),
-		keyWindow:      args.KeyDeletionWindowDays,
-		serviceAccount: args.ServiceAccountName,
-		cronJobName:    name + "-snapshot",
-		schedule:       args.Schedule,
-		authMount:      strings.Trim(args.VaultAuthMount, "/"),
-		vaultRole:      args.VaultRole,
+	return opts
+}
+
+// cronJobName is the CronJob's metadata.name for the component name.
+func cronJobName(name string) string { return name + "-snapshot" }
+
+// newSnapshotKey returns the ARN of Config.KMSKeyARN, or creates a
+// dedicated key that only IAM policies of the account (and so the upload
+// role) may grant.
+func (b *build) newSnapshotKey() (pulumi.StringOutput, error) {
+	a := b.args
+	if a.KMSKeyARN != "" {
+		return pulumi.String(a.KMSKeyARN).ToStringOutput(), nil
 	}
-	if s.keyWindow == 0 {
-		s.keyWindow = DefaultKeyDeletionWindowDays
+	keyPolicy := pulumi.All(a.OIDCProviderARN, a.AccountID).ApplyT(func(v []any) (string, error) {
+		return accountKeyPolicy(v[0].(string), v[1].(string))
+	}).(pulumi.StringOutput)
+	key, err := kms.NewKey(b.ctx, b.name+"-key", &kms.KeyArgs{
+		Description:           pulumi.Sprintf("Vault Raft snapshots (%s)", b.name),
+		CustomerMasterKeySpec: pulumi.String("SYMMETRIC_DEFAULT"),
+		KeyUsage:              pulumi.String("ENCRYPT_DECRYPT"),
+		EnableKeyRotation:     pulumi.Bool(true),
+		DeletionWindowInDays:  pulumi.Int(a.KeyDeletionWindowDays),
+		Policy:                keyPolicy,
+		Tags:                  a.Tags,
+	}, b.keep()...)
+	if err != nil {
+		return pulumi.StringOutput{}, fmt.Errorf("creating snapshot key: %w", err)
 	}
-	if s.serviceAccount == "" {
-		s.serviceAccount = s.cronJobName
+	return key.Arn, nil
+}
+
+// newHardenedBucket creates the bucket and its six guards. Their order is
+// S3's, not a style: the DependsOn edges say which guard must follow which.
+func (b *build) newHardenedBucket(keyARN pulumi.StringOutput) (*s3.BucketV2, error) {
+	a := b.args
+	bucketArgs := &s3.BucketV2Args{ForceDestroy: pulumi.Bool(false), Tags: a.Tags}
+	if a.BucketName != "" {
+		bucketArgs.Bucket = pulumi.String(a.BucketName)
 	}
-	if s.schedule == "" {
-		s.schedule = DefaultSchedule
+	if a.ObjectLockDays > 0 {
+		// Only possible at creation; it also turns versioning on.
+		bucketArgs.ObjectLockEnabled = pulumi.Bool(true)
 	}
-	if s.authMount == "" {
-		s.authMount = DefaultVaultAuthMount
+	bucket, err := s3.NewBucketV2(b.ctx, b.name+"-bucket", bucketArgs, b.keep()...)
+	if err != nil {
+		return nil, fmt.Errorf("creating snapshot bucket: %w", err)
 	}
-	if s.vaultRole == "" {
-		s.vaultRole = DefaultVaultRole
+	id, owner := bucket.ID(), a.AccountID.ToStringOutput()
+
+	pab, err := s3.NewBucketPublicAccessBlock(b.ctx, b.name+"-public-access", &s3.BucketPublicAccessBlockArgs{
+		Bucket:                id,
+		BlockPublicAcls:       pulumi.Bool(true),
+		BlockPublicPolicy:     pulumi.Bool(true),
+		IgnorePublicAcls:      pulumi.Bool(true),
+		RestrictPublicBuckets: pulumi.Bool(true),
+	}, b.guard()...)
+	if err != nil {
+		return nil, fmt.Errorf("blocking public access: %w", err)
 	}
 
-	switch {
-	case s.prefix == "":
-		return s, errors.New("backup: Prefix is required")
-	case args.RetentionDays < 1:
-		return s, fmt.Errorf("backup: RetentionDays is %d, must be at least 1", args.RetentionDays)
-	case args.NoncurrentVersionDays < 1:
-		return s, fmt.Errorf("backup: NoncurrentVersionDays is %d, must be at least 1", args.NoncurrentVersionDays)
-	case args.ObjectLockDays < 0:
-		return s, fmt.Errorf("backup: ObjectLockDays is %d, must be 0 (off) or more", args.ObjectLockDays)
-	case len(s.cronJobName) > maxCronJobName:
-		return s, fmt.Errorf("backup: CronJob name %q is longer than %d characters; use a shorter component name", s.cronJobName, maxCronJobName)
-	case args.VaultImage == "" || args.AWSCLIImage == "":
-		return s, errors.New("backup: VaultImage and AWSCLIImage are required")
-	case len(args.Resources.Requests) == 0 || len(args.Resources.Limits) == 0:
-		return s, errors.New("backup: Resources needs both requests and limits")
+	bucketPolicy := pulumi.All(bucket.Arn, keyARN).ApplyT(func(v []any) (string, error) {
+		return BucketPolicy(v[0].(string), v[1].(string))
+	}).(pulumi.StringOutput)
+	// The policy after the public access block, and ownership after the
+	// policy, as the Terraform module does: S3 rejects concurrent changes
+	// to a bucket's access settings.
+	policy, err := s3.NewBucketPolicy(b.ctx, b.name+"-policy", &s3.BucketPolicyArgs{
+		Bucket: id,
+		Policy: bucketPolicy,
+	}, b.guard(pab)...)
+	if err != nil {
+		return nil, fmt.Errorf("creating bucket policy: %w", err)
 	}
-	if _, err := args.Resources.Requirements(); err != nil {
-		return s, fmt.Errorf("backup: Resources: %w", err)
+	if _, err := s3.NewBucketOwnershipControls(b.ctx, b.name+"-ownership", &s3.BucketOwnershipControlsArgs{
+		Bucket: id,
+		Rule:   &s3.BucketOwnershipControlsRuleArgs{ObjectOwnership: pulumi.String("BucketOwnerEnforced")},
+	}, b.guard(policy)...); err != nil {
+		return nil, fmt.Errorf("enforcing bucket ownership: %w", err)
 	}
-	required := []struct {
-		field string
-		value pulumi.StringInput
-	}{
-		{"AccountID", args.AccountID},
-		{"Region", args.Region},
-		{"OIDCProviderARN", args.OIDCProviderARN},
-		{"OIDCIssuer", args.OIDCIssuer},
-		{"Namespace", args.Namespace},
-		{"VaultAddress", args.VaultAddress},
-		{"VaultCASecretName", args.VaultCASecretName},
+
+	versioning, err := s3.NewBucketVersioningV2(b.ctx, b.name+"-versioning", &s3.BucketVersioningV2Args{
+		Bucket:                  id,
+		ExpectedBucketOwner:     owner,
+		VersioningConfiguration: &s3.BucketVersioningV2VersioningConfigurationArgs{Status: pulumi.String("Enabled")},
+	}, b.guard()...)
+	if err != nil {
+		return nil, fmt.Errorf("enabling versioning: %w", err)
 	}
-	for _, r := range required {
-		if r.value == nil {
-			return s, fmt.Errorf("backup: %s is required", r.field)
+
+	if _, err := s3.NewBucketServerSideEncryptionConfigurationV2(b.ctx, b.name+"-encryption", &s3.BucketServerSideEncryptionConfigurationV2Args{
+		Bucket:              id,
+		ExpectedBucketOwner: owner,
+		Rules: s3.BucketServerSideEncryptionConfigurationV2RuleArray{
+			&s3.BucketServerSideEncryptionConfigurationV2RuleArgs{
+				ApplyServerSideEncryptionByDefault: &s3.BucketServerSideEncryptionConfigurationV2RuleApplyServerSideEncryptionByDefaultArgs{
+					SseAlgorithm:   pulumi.String("aws:kms"),
+					KmsMasterKeyId: keyARN,
+				},
+				// One KMS request per bucket key instead of per object.
+				BucketKeyEnabled: pulumi.Bool(true),
+			},
+		},
+	}, b.guard()...); err != nil {
+		return nil, fmt.Errorf("configuring bucket encryption: %w", err)
+	}
+
+	// Lifecycle rules on versions, and object lock, need versioning first.
+	if _, err := s3.NewBucketLifecycleConfigurationV2(b.ctx, b.name+"-lifecycle", &s3.BucketLifecycleConfigurationV2Args{
+		Bucket:              id,
+		ExpectedBucketOwner: owner,
+		Rules:               lifecycleRules(a.Config),
+	}, b.guard(versioning)...); err != nil {
+		return nil, fmt.Errorf("configuring bucket lifecycle: %w", err)
+	}
+	if a.ObjectLockDays > 0 {
+		if _, err := s3.NewBucketObjectLockConfigurationV2(b.ctx, b.name+"-object-lock", &s3.BucketObjectLockConfigurationV2Args{
+			Bucket:              id,
+			ExpectedBucketOwner: owner,
+			Rule: &s3.BucketObjectLockConfigurationV2RuleArgs{
+				DefaultRetention: &s3.BucketObjectLockConfigurationV2RuleDefaultRetentionArgs{
+					Mode: pulumi.String("GOVERNANCE"),
+					Days: pulumi.Int(a.ObjectLockDays),
+				},
+			},
+		}, b.guard(versioning)...); err != nil {
+			return nil, fmt.Errorf("configuring object lock: %w", err)
 		}
 	}
-	return s, nil
+	return bucket, nil
+}
+
+// lifecycleRules expire snapshots and their old versions under the prefix,
+// and incomplete uploads anywhere in the bucket.
+func lifecycleRules(c Config) s3.BucketLifecycleConfigurationV2RuleArray {
+	return s3.BucketLifecycleConfigurationV2RuleArray{
+		// With Days set, S3 also removes the delete markers left once the
+		// noncurrent versions are gone.
+		&s3.BucketLifecycleConfigurationV2RuleArgs{
+			Id:     pulumi.String("expire-snapshots"),
+			Status: pulumi.String("Enabled"),
+			Filter: &s3.BucketLifecycleConfigurationV2RuleFilterArgs{Prefix: pulumi.String(c.Prefix + "/")},
+			Expiration: &s3.BucketLifecycleConfigurationV2RuleExpirationArgs{
+				Days: pulumi.Int(c.RetentionDays),
+			},
+			NoncurrentVersionExpiration: &s3.BucketLifecycleConfigurationV2RuleNoncurrentVersionExpirationArgs{
+				NoncurrentDays: pulumi.Int(c.NoncurrentVersionDays),
+			},
+		},
+		&s3.BucketLifecycleConfigurationV2RuleArgs{
+			Id:     pulumi.String("abort-incomplete-multipart-uploads"),
+			Status: pulumi.String("Enabled"),
+			Filter: &s3.BucketLifecycleConfigurationV2RuleFilterArgs{}, // the whole bucket
+			AbortIncompleteMultipartUpload: &s3.BucketLifecycleConfigurationV2RuleAbortIncompleteMultipartUploadArgs{
+				DaysAfterInitiation: pulumi.Int(abortMultipartDays),
+			},
+		},
+	}
+}
+
+// newUploadRole creates the job's IRSA role, which only its service account
+// may assume, allowed to write under the prefix with the bucket's key.
+func (b *build) newUploadRole(bucketARN, keyARN pulumi.StringOutput) (*iam.Role, error) {
+	a := b.args
+	trust := pulumi.All(a.OIDCProviderARN, a.OIDCIssuer, a.Namespace).ApplyT(func(v []any) (string, error) {
+		return awsiam.IRSATrust(v[0].(string), v[1].(string), v[2].(string), a.ServiceAccount).JSON()
+	}).(pulumi.StringOutput)
+	role, err := iam.NewRole(b.ctx, b.name+"-job", &iam.RoleArgs{
+		Description:      pulumi.String("Vault Raft snapshot upload (IRSA)"),
+		AssumeRolePolicy: trust,
+		Tags:             a.Tags,
+	}, b.parent)
+	if err != nil {
+		return nil, fmt.Errorf("creating snapshot job role: %w", err)
+	}
+	rolePolicy := pulumi.All(bucketARN, keyARN, a.Region).ApplyT(func(v []any) (string, error) {
+		return UploadPolicy(v[0].(string), a.Prefix, v[1].(string), v[2].(string))
+	}).(pulumi.StringOutput)
+	if _, err := iam.NewRolePolicy(b.ctx, b.name+"-job-upload", &iam.RolePolicyArgs{
+		Role:   role.Name,
+		Policy: rolePolicy,
+	}, b.parent); err != nil {
+		return nil, fmt.Errorf("creating snapshot job role policy: %w", err)
+	}
+	return role, nil
+}
+
+// check validates the Config and requires the inputs, before anything is
+// registered.
+func check(name string, args *BackupBucketArgs) error {
+	if args == nil {
+		return errors.New("backup: args are required")
+	}
+	problems := validate.Problems(args.Validate(name))
+	if n := cronJobName(name); len(n) > maxCronJobName {
+		problems.Addf(name, "the CronJob name %q is longer than %d characters; use a shorter component name", n, maxCronJobName)
+	}
+	problems.Required("AccountID", args.AccountID)
+	problems.Required("Region", args.Region)
+	problems.Required("OIDCProviderARN", args.OIDCProviderARN)
+	problems.Required("OIDCIssuer", args.OIDCIssuer)
+	problems.Required("Namespace", args.Namespace)
+	problems.Required("VaultAddress", args.VaultAddress)
+	problems.Required("VaultImage", args.VaultImage)
+	problems.Required("VaultCASecretName", args.VaultCASecretName)
+	return validate.Err("backup "+name+": invalid args", problems)
 }

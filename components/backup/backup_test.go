@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 
@@ -47,25 +46,23 @@ const (
 )
 
 func args() *backup.BackupBucketArgs {
+	c := backup.DefaultConfig()
+	c.AWSCLIImage = "amazon/aws-cli:2.31.0"
+	c.Resources = kube.Resources{
+		Requests: map[string]string{"cpu": "50m", "memory": "64Mi"},
+		Limits:   map[string]string{"cpu": "500m", "memory": "256Mi"},
+	}
 	return &backup.BackupBucketArgs{
-		Prefix:                "raft-snapshots",
-		RetentionDays:         30,
-		NoncurrentVersionDays: 7,
-		AccountID:             pulumi.String(recorder.MockAccountID),
-		Region:                pulumi.String("eu-west-1"),
-		OIDCProviderARN:       pulumi.String(oidcARN),
-		OIDCIssuer:            pulumi.String(oidcIssuer),
-		Namespace:             pulumi.String("production"),
-		ServiceAccountName:    "vault-snapshot",
-		VaultAddress:          pulumi.String(vaultAddr),
-		VaultCASecretName:     pulumi.String("vault-ca"),
-		VaultImage:            "hashicorp/vault:1.20.4",
-		AWSCLIImage:           "amazon/aws-cli:2.31.0",
-		Resources: kube.Resources{
-			Requests: map[string]string{"cpu": "50m", "memory": "64Mi"},
-			Limits:   map[string]string{"cpu": "500m", "memory": "256Mi"},
-		},
-		Tags: pulumi.StringMap{"team": pulumi.String("platform")},
+		Config:            c,
+		AccountID:         pulumi.String(recorder.MockAccountID),
+		Region:            pulumi.String("eu-west-1"),
+		OIDCProviderARN:   pulumi.String(oidcARN),
+		OIDCIssuer:        pulumi.String(oidcIssuer),
+		Namespace:         pulumi.String("production"),
+		VaultAddress:      pulumi.String(vaultAddr),
+		VaultImage:        pulumi.String("hashicorp/vault:2.0.4"),
+		VaultCASecretName: pulumi.String("vault-ca"),
+		Tags:              pulumi.StringMap{"team": pulumi.String("platform")},
 	}
 }
 
@@ -79,17 +76,10 @@ func run(t *testing.T, a *backup.BackupBucketArgs) (*recorder.Monitor, outputs) 
 		if err != nil {
 			return err
 		}
-		for dst, o := range map[*string]pulumi.StringOutput{
+		return tests.AwaitStrings(ctx, map[*string]pulumi.StringOutput{
 			&out.bucketName: c.BucketName, &out.bucketARN: c.BucketARN, &out.roleARN: c.RoleARN,
 			&out.cronJobName: c.CronJobName, &out.keyARN: c.KMSKeyARN,
-		} {
-			r, err := internals.UnsafeAwaitOutput(ctx.Context(), o)
-			if err != nil {
-				return err
-			}
-			*dst, _ = r.Value.(string)
-		}
-		return nil
+		})
 	})
 	return mon, out
 }
@@ -242,7 +232,7 @@ func TestObjectLockOnlyWhenConfigured(t *testing.T) {
 func TestConfiguredKeyIsUsedAndNoneCreated(t *testing.T) {
 	const given = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
 	a := args()
-	a.KMSKeyARN = pulumi.String(given)
+	a.KMSKeyARN = given
 	mon, out := run(t, a)
 	if keys := mon.ByType(keyType); len(keys) != 0 {
 		t.Errorf("a key was created although one was given: %d", len(keys))
@@ -499,11 +489,42 @@ func TestCronJobScheduleAndLimits(t *testing.T) {
 		t.Errorf("restartPolicy = %q", job.Template.Spec.RestartPolicy)
 	}
 
+	if got := *job.ActiveDeadlineSeconds; got != 1800 {
+		t.Errorf("activeDeadlineSeconds = %d, want the default 1800", got)
+	}
+
 	a := args()
 	a.Schedule = "30 2 * * *"
+	a.ActiveDeadlineSeconds = 3600
 	mon, _ = run(t, a)
-	if got := cronJob(t, mon).Spec.Schedule; got != "30 2 * * *" {
-		t.Errorf("schedule = %q, want the configured one", got)
+	spec := cronJob(t, mon).Spec
+	if spec.Schedule != "30 2 * * *" {
+		t.Errorf("schedule = %q, want the configured one", spec.Schedule)
+	}
+	if got := spec.JobTemplate.Spec.ActiveDeadlineSeconds; got == nil || *got != 3600 {
+		t.Errorf("activeDeadlineSeconds = %v, want the configured 3600", got)
+	}
+}
+
+// TestConfigValidateKeysProblemsByPath checks the Config without the
+// engine: every problem is reported at once, under the given path.
+func TestConfigValidateKeysProblemsByPath(t *testing.T) {
+	if p := backup.DefaultConfig().Validate("backup"); len(p) != 0 {
+		t.Fatalf("the defaults are invalid: %v", p)
+	}
+	c := backup.DefaultConfig()
+	c.ObjectLockDays = 31 // above the 30 days of retention
+	c.ActiveDeadlineSeconds = 0
+	var got []string
+	for _, p := range c.Validate("backup") {
+		got = append(got, p.String())
+	}
+	want := []string{
+		"backup.objectLockDays: 31 must be between 0 (off) and backup.retentionDays (30)",
+		"backup.activeDeadlineSeconds: 0 must be positive",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
@@ -682,19 +703,20 @@ func TestScriptsParse(t *testing.T) {
 
 func TestMissingArgsFail(t *testing.T) {
 	cases := map[string]func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs{
-		"args are required": func(*backup.BackupBucketArgs) *backup.BackupBucketArgs { return nil },
-		"RetentionDays":     func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.RetentionDays = 0; return a },
-		"OIDCProviderARN":   func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.OIDCProviderARN = nil; return a },
-		"Prefix":            func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.Prefix = "/"; return a },
-		"Resources": func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs {
+		"args are required":                               func(*backup.BackupBucketArgs) *backup.BackupBucketArgs { return nil },
+		"snap.retentionDays: 0 must be at least 1 day":    func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.RetentionDays = 0; return a },
+		"OIDCProviderARN: is required":                    func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.OIDCProviderARN = nil; return a },
+		`snap.prefix: "/" must be a non-empty key prefix`: func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.Prefix = "/"; return a },
+		"snap.resources.limits.cpu: required": func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs {
 			a.Resources.Limits = nil
 			return a
 		},
-		"VaultAddress": func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.VaultAddress = nil; return a },
+		"VaultAddress: is required": func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.VaultAddress = nil; return a },
+		"VaultImage: is required":   func(a *backup.BackupBucketArgs) *backup.BackupBucketArgs { a.VaultImage = nil; return a },
 	}
 	for want, mutate := range cases {
 		t.Run(want, func(t *testing.T) {
-			mon, err := recorder.Run("test", recorder.StackConfig{Values: map[string]string{}}, func(ctx *pulumi.Context) error {
+			mon, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 				_, err := backup.NewBackupBucket(ctx, "snap", mutate(args()))
 				return err
 			})
@@ -708,5 +730,31 @@ func TestMissingArgsFail(t *testing.T) {
 				t.Errorf("%d resources registered despite the error", n)
 			}
 		})
+	}
+}
+
+// TestBucketGuardsAreOrdered pins the DependsOn edges that order the
+// bucket's guards; none of them follows from an input, so a dropped edge
+// would show only as a failed or racing update against S3.
+func TestBucketGuardsAreOrdered(t *testing.T) {
+	a := args()
+	a.ObjectLockDays = 7
+	mon, _ := run(t, a)
+	edges := []struct {
+		what, typ, name, afterType, afterName string
+	}{
+		// S3 rejects concurrent changes to a bucket's access settings.
+		{"the policy after the public access block", policyType, "snap-policy", pabType, "snap-public-access"},
+		{"ownership after the policy", ownershipType, "snap-ownership", policyType, "snap-policy"},
+		// Rules on versions need versioning first.
+		{"the lifecycle after versioning", lifecycleType, "snap-lifecycle", versioningType, "snap-versioning"},
+		{"object lock after versioning", lockType, "snap-object-lock", versioningType, "snap-versioning"},
+	}
+	for _, e := range edges {
+		r := tests.MustFind(t, mon, e.typ, e.name)
+		after := tests.MustFind(t, mon, e.afterType, e.afterName)
+		if !contains(r.DependsOn, after.URN) {
+			t.Errorf("%s: %s does not depend on %s; its dependencies: %v", e.what, e.name, e.afterName, r.DependsOn)
+		}
 	}
 }

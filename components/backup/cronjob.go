@@ -2,6 +2,7 @@ package backup
 
 import (
 	"fmt"
+	"strings"
 
 	batchv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/batch/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
@@ -36,12 +37,11 @@ const (
 )
 
 // Job limits. The schedule is hours apart; a run that cannot start within
-// 15 minutes or finish within 30 is skipped or stopped and shows as failed.
+// 15 minutes is skipped (Config.ActiveDeadlineSeconds stops a long one).
 const (
 	successfulJobsHistory = 3
 	failedJobsHistory     = 3
 	startingDeadline      = 15 * 60
-	activeDeadline        = 30 * 60
 	backoffLimit          = 2
 	vaultTokenLifetime    = 10 * 60 // the shortest a projected token may live
 )
@@ -85,81 +85,32 @@ type jobTargets struct {
 
 // newSnapshotJob creates the job's service account (annotated for IRSA) and
 // the CronJob.
-func newSnapshotJob(ctx *pulumi.Context, name string, cfg settings, args *BackupBucketArgs, to jobTargets, parent pulumi.ResourceOption) (*batchv1.CronJob, error) {
-	labels := pulumi.ToStringMap(PodLabels(name))
+func (b *build) newSnapshotJob(to jobTargets) (*batchv1.CronJob, error) {
+	a := b.args
+	labels := pulumi.ToStringMap(PodLabels(b.name))
 
-	sa, err := corev1.NewServiceAccount(ctx, name+"-job", &corev1.ServiceAccountArgs{
+	sa, err := corev1.NewServiceAccount(b.ctx, b.name+"-job", &corev1.ServiceAccountArgs{
 		Metadata: &metav1.ObjectMetaArgs{
-			Name:        pulumi.String(cfg.serviceAccount),
-			Namespace:   args.Namespace,
+			Name:        pulumi.String(a.ServiceAccount),
+			Namespace:   a.Namespace,
 			Labels:      labels,
 			Annotations: pulumi.StringMap{"eks.amazonaws.com/role-arn": to.roleARN},
 		},
 		// The pod mounts a token of its own, in the Vault container only.
 		AutomountServiceAccountToken: pulumi.Bool(false),
-	}, parent)
+	}, b.parent)
 	if err != nil {
 		return nil, fmt.Errorf("creating snapshot service account: %w", err)
 	}
 
-	resources := &corev1.ResourceRequirementsArgs{
-		Requests: pulumi.ToStringMap(args.Resources.Requests),
-		Limits:   pulumi.ToStringMap(args.Resources.Limits),
-	}
-	containerSC := securityContext(kube.RestrictedContainerSecurityContext(runAsUser, runAsGroup, true))
-	tmp := &corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}
-	home := &corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/tmp")}
-
+	save, upload := b.containers(to)
 	token := &corev1.ServiceAccountTokenProjectionArgs{
 		Path:              pulumi.String("token"),
 		ExpirationSeconds: pulumi.Int(vaultTokenLifetime),
 	}
-	if args.VaultTokenAudience != "" {
-		token.Audience = pulumi.String(args.VaultTokenAudience)
+	if a.VaultTokenAudience != "" {
+		token.Audience = pulumi.String(a.VaultTokenAudience)
 	}
-
-	save := &corev1.ContainerArgs{
-		Name:    pulumi.String("snapshot"),
-		Image:   pulumi.String(args.VaultImage),
-		Command: pulumi.ToStringArray([]string{"/bin/sh", "-c", saveScript}),
-		Env: corev1.EnvVarArray{
-			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_ADDR"), Value: args.VaultAddress},
-			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_CACERT"), Value: pulumi.String(CACertPath)},
-			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_AUTH_MOUNT"), Value: pulumi.String(cfg.authMount)},
-			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_AUTH_ROLE"), Value: pulumi.String(cfg.vaultRole)},
-			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_JWT_FILE"), Value: pulumi.String(VaultTokenPath)},
-			// Streaming a large snapshot takes longer than the CLI's 60 s.
-			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_CLIENT_TIMEOUT"), Value: pulumi.String("600s")},
-			home,
-		},
-		VolumeMounts: corev1.VolumeMountArray{
-			&corev1.VolumeMountArgs{Name: pulumi.String("snapshots"), MountPath: pulumi.String(SnapshotDir)},
-			&corev1.VolumeMountArgs{Name: pulumi.String("vault-ca"), MountPath: pulumi.String("/vault/tls"), ReadOnly: pulumi.Bool(true)},
-			&corev1.VolumeMountArgs{Name: pulumi.String("vault-token"), MountPath: pulumi.String("/var/run/secrets/vault"), ReadOnly: pulumi.Bool(true)},
-			tmp,
-		},
-		Resources:       resources,
-		SecurityContext: containerSC,
-	}
-	upload := &corev1.ContainerArgs{
-		Name:    pulumi.String("upload"),
-		Image:   pulumi.String(args.AWSCLIImage),
-		Command: pulumi.ToStringArray([]string{"/bin/sh", "-c", uploadScript}),
-		Env: corev1.EnvVarArray{
-			&corev1.EnvVarArgs{Name: pulumi.String("SNAPSHOT_BUCKET"), Value: to.bucket},
-			&corev1.EnvVarArgs{Name: pulumi.String("SNAPSHOT_PREFIX"), Value: pulumi.String(cfg.prefix)},
-			&corev1.EnvVarArgs{Name: pulumi.String("SNAPSHOT_KMS_KEY_ARN"), Value: to.keyARN},
-			&corev1.EnvVarArgs{Name: pulumi.String("AWS_REGION"), Value: args.Region},
-			home,
-		},
-		VolumeMounts: corev1.VolumeMountArray{
-			&corev1.VolumeMountArgs{Name: pulumi.String("snapshots"), MountPath: pulumi.String(SnapshotDir), ReadOnly: pulumi.Bool(true)},
-			tmp,
-		},
-		Resources:       resources,
-		SecurityContext: containerSC,
-	}
-
 	pod := &corev1.PodSpecArgs{
 		ServiceAccountName:           sa.Metadata.Name(),
 		AutomountServiceAccountToken: pulumi.Bool(false),
@@ -172,7 +123,7 @@ func newSnapshotJob(ctx *pulumi.Context, name string, cfg settings, args *Backup
 			&corev1.VolumeArgs{Name: pulumi.String("snapshots"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{}},
 			&corev1.VolumeArgs{Name: pulumi.String("tmp"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("64Mi")}},
 			&corev1.VolumeArgs{Name: pulumi.String("vault-ca"), Secret: &corev1.SecretVolumeSourceArgs{
-				SecretName: args.VaultCASecretName,
+				SecretName: a.VaultCASecretName,
 				Items: corev1.KeyToPathArray{
 					&corev1.KeyToPathArgs{Key: pulumi.String(CACertKey), Path: pulumi.String(CACertKey)},
 				},
@@ -185,14 +136,14 @@ func newSnapshotJob(ctx *pulumi.Context, name string, cfg settings, args *Backup
 		},
 	}
 
-	cronJob, err := batchv1.NewCronJob(ctx, name+"-snapshot", &batchv1.CronJobArgs{
+	cronJob, err := batchv1.NewCronJob(b.ctx, b.name+"-snapshot", &batchv1.CronJobArgs{
 		Metadata: &metav1.ObjectMetaArgs{
-			Name:      pulumi.String(cfg.cronJobName),
-			Namespace: args.Namespace,
+			Name:      pulumi.String(cronJobName(b.name)),
+			Namespace: a.Namespace,
 			Labels:    labels,
 		},
 		Spec: &batchv1.CronJobSpecArgs{
-			Schedule:          pulumi.String(cfg.schedule),
+			Schedule:          pulumi.String(a.Schedule),
 			TimeZone:          pulumi.String("Etc/UTC"),
 			ConcurrencyPolicy: pulumi.String("Forbid"),
 			// Stated, not left to the API default: `pulumi up --refresh`
@@ -205,7 +156,7 @@ func newSnapshotJob(ctx *pulumi.Context, name string, cfg settings, args *Backup
 				Metadata: &metav1.ObjectMetaArgs{Labels: labels},
 				Spec: &batchv1.JobSpecArgs{
 					BackoffLimit:          pulumi.Int(backoffLimit),
-					ActiveDeadlineSeconds: pulumi.Int(activeDeadline),
+					ActiveDeadlineSeconds: pulumi.Int(a.ActiveDeadlineSeconds),
 					Template: &corev1.PodTemplateSpecArgs{
 						Metadata: &metav1.ObjectMetaArgs{Labels: labels},
 						Spec:     pod,
@@ -213,11 +164,66 @@ func newSnapshotJob(ctx *pulumi.Context, name string, cfg settings, args *Backup
 				},
 			},
 		},
-	}, parent)
+	}, b.parent)
 	if err != nil {
 		return nil, fmt.Errorf("creating snapshot CronJob: %w", err)
 	}
 	return cronJob, nil
+}
+
+// containers are the pod's two steps: save the snapshot from Vault (an
+// init container), then upload it.
+func (b *build) containers(to jobTargets) (save, upload *corev1.ContainerArgs) {
+	a := b.args
+	resources := &corev1.ResourceRequirementsArgs{
+		Requests: pulumi.ToStringMap(a.Resources.Requests),
+		Limits:   pulumi.ToStringMap(a.Resources.Limits),
+	}
+	containerSC := securityContext(kube.RestrictedContainerSecurityContext(runAsUser, runAsGroup, true))
+	tmp := &corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}
+	home := &corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/tmp")}
+
+	step := func(name string, image pulumi.StringInput, script string, env corev1.EnvVarArray, mounts corev1.VolumeMountArray) *corev1.ContainerArgs {
+		return &corev1.ContainerArgs{
+			Name:            pulumi.String(name),
+			Image:           image,
+			Command:         pulumi.ToStringArray([]string{"/bin/sh", "-c", script}),
+			Env:             env,
+			VolumeMounts:    mounts,
+			Resources:       resources,
+			SecurityContext: containerSC,
+		}
+	}
+	save = step("snapshot", a.VaultImage, saveScript,
+		corev1.EnvVarArray{
+			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_ADDR"), Value: a.VaultAddress},
+			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_CACERT"), Value: pulumi.String(CACertPath)},
+			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_AUTH_MOUNT"), Value: pulumi.String(strings.Trim(a.VaultAuthMount, "/"))},
+			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_AUTH_ROLE"), Value: pulumi.String(a.VaultRole)},
+			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_JWT_FILE"), Value: pulumi.String(VaultTokenPath)},
+			// Streaming a large snapshot takes longer than the CLI's 60 s.
+			&corev1.EnvVarArgs{Name: pulumi.String("VAULT_CLIENT_TIMEOUT"), Value: pulumi.String("600s")},
+			home,
+		},
+		corev1.VolumeMountArray{
+			&corev1.VolumeMountArgs{Name: pulumi.String("snapshots"), MountPath: pulumi.String(SnapshotDir)},
+			&corev1.VolumeMountArgs{Name: pulumi.String("vault-ca"), MountPath: pulumi.String("/vault/tls"), ReadOnly: pulumi.Bool(true)},
+			&corev1.VolumeMountArgs{Name: pulumi.String("vault-token"), MountPath: pulumi.String("/var/run/secrets/vault"), ReadOnly: pulumi.Bool(true)},
+			tmp,
+		})
+	upload = step("upload", pulumi.String(a.AWSCLIImage), uploadScript,
+		corev1.EnvVarArray{
+			&corev1.EnvVarArgs{Name: pulumi.String("SNAPSHOT_BUCKET"), Value: to.bucket},
+			&corev1.EnvVarArgs{Name: pulumi.String("SNAPSHOT_PREFIX"), Value: pulumi.String(a.Prefix)},
+			&corev1.EnvVarArgs{Name: pulumi.String("SNAPSHOT_KMS_KEY_ARN"), Value: to.keyARN},
+			&corev1.EnvVarArgs{Name: pulumi.String("AWS_REGION"), Value: a.Region},
+			home,
+		},
+		corev1.VolumeMountArray{
+			&corev1.VolumeMountArgs{Name: pulumi.String("snapshots"), MountPath: pulumi.String(SnapshotDir), ReadOnly: pulumi.Bool(true)},
+			tmp,
+		})
+	return save, upload
 }
 
 // podSecurityContext carries kube's restricted pod security context over to

@@ -79,7 +79,7 @@ type remoteRef struct {
 // service account and the namespace are known. It refuses a non-HTTPS
 // address and a CA that is not a PEM certificate: with either, ESO would
 // talk to Vault in clear or fall back to the system roots.
-func storeSpec(store StoreArgs, address, caPEM, serviceAccount, namespace string) (map[string]any, error) {
+func storeSpec(store StoreConfig, address, caPEM, serviceAccount, namespace string) (map[string]any, error) {
 	u, err := url.Parse(address)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("externalsecrets: Vault address %q must be an https:// URL", address)
@@ -97,7 +97,7 @@ func storeSpec(store StoreArgs, address, caPEM, serviceAccount, namespace string
 		Version:  store.Version,
 		CABundle: []byte(caPEM),
 		Auth: vaultAuth{Kubernetes: vaultKubernetesAuth{
-			MountPath:         store.AuthMountPath,
+			MountPath:         store.AuthMount,
 			Role:              store.Role,
 			ServiceAccountRef: ref,
 		}},
@@ -106,7 +106,7 @@ func storeSpec(store StoreArgs, address, caPEM, serviceAccount, namespace string
 
 // externalSecretSpec builds an ExternalSecret's spec. creationPolicy Owner:
 // ESO creates the Secret and owns it, so it goes when the ExternalSecret goes.
-func externalSecretSpec(es ExternalSecretArgs, storeName, storeKind string) (map[string]any, error) {
+func externalSecretSpec(es SecretConfig, storeName, storeKind string) (map[string]any, error) {
 	data := make([]externalSecretData, 0, len(es.Data))
 	for _, d := range es.Data {
 		data = append(data, externalSecretData{
@@ -117,7 +117,7 @@ func externalSecretSpec(es ExternalSecretArgs, storeName, storeKind string) (map
 	return kube.ValuesMap(externalSecretSpecBody{
 		RefreshInterval: es.RefreshInterval,
 		SecretStoreRef:  secretStoreRef{Name: storeName, Kind: storeKind},
-		Target:          externalSecretTarget{Name: es.TargetSecret, CreationPolicy: "Owner"},
+		Target:          externalSecretTarget{Name: es.Target, CreationPolicy: "Owner"},
 		Data:            data,
 	})
 }

@@ -13,7 +13,6 @@ package externalsecrets
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
@@ -22,23 +21,14 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/secrets-platform/secrets-platform/components/kube"
+	"github.com/secrets-platform/secrets-platform/components/validate"
 )
 
 // TypeToken is the Pulumi type of the ExternalSecretsStack component.
 const TypeToken = "platform:externalsecrets:ExternalSecretsStack"
 
-// Defaults applied to empty Args fields.
-const (
-	DefaultChartVersion            = "2.9.0"
-	DefaultChartRepo               = "https://charts.external-secrets.io"
-	DefaultVaultAuthServiceAccount = "external-secrets-vault-auth"
-	DefaultKVVersion               = "v2"
-	DefaultAuthMountPath           = "kubernetes"
-	// DefaultRefreshInterval is the seed's interval (quick win 1: 1h to 5m).
-	DefaultRefreshInterval = "5m"
-	DefaultTimeoutSeconds  = 600
-)
+// DefaultChartVersion is the external-secrets chart DefaultConfig pins.
+const DefaultChartVersion = "2.9.0"
 
 // ESO API of the custom resources (DESIGN decision 4: v1beta1 is no longer
 // served) and the kinds this component creates.
@@ -49,40 +39,14 @@ const (
 	KindExternalSecret     = "ExternalSecret"
 )
 
-// ExternalSecretsStackArgs configures ExternalSecretsStack. Plain fields
-// decide names and which resources exist; the Vault address, its CA and the
-// namespace are inputs because they come from other components.
+// ExternalSecretsStackArgs configures ExternalSecretsStack: its Config and
+// the inputs that come from NamespaceGuardrails and HardenedVault.
 type ExternalSecretsStackArgs struct {
+	Config
 	// Namespace is the workload namespace (from NamespaceGuardrails). ESO,
 	// the dedicated service account, the store (unless cluster-scoped) and
 	// the ExternalSecrets all live in it. Required.
 	Namespace pulumi.StringInput
-	// ChartVersion of the external-secrets chart; DefaultChartVersion when empty.
-	ChartVersion string
-	// ChartRepo is the chart repository; DefaultChartRepo when empty.
-	ChartRepo string
-	// Replicas of the controller and of the webhook (0 means 1). Above one,
-	// the chart's PodDisruptionBudgets (minAvailable 1) and the controller's
-	// leader election are turned on.
-	Replicas int
-	// Resources are the requests and limits of the three ESO workloads.
-	Resources ComponentResources
-	// PrometheusOperator says the monitoring stack is installed: the chart
-	// then creates its ServiceMonitors. Its Grafana dashboard stays off: the
-	// chart would put it in the workload namespace, which Grafana's sidecar
-	// does not watch, and the Observability component's dashboards cover ESO.
-	PrometheusOperator bool
-	// MonitorLabels are put on the chart's ServiceMonitors: the labels the
-	// Prometheus of the cluster selects monitors by, the same ones the
-	// Observability component puts on its own.
-	MonitorLabels map[string]string
-	// VaultAuthServiceAccount names the dedicated service account ESO
-	// authenticates to Vault as; DefaultVaultAuthServiceAccount when empty.
-	VaultAuthServiceAccount string
-	// Store is the SecretStore that points at Vault.
-	Store StoreArgs
-	// ExternalSecrets are synced from Vault through Store.
-	ExternalSecrets []ExternalSecretArgs
 	// VaultAddress is Vault's https:// address (from HardenedVault). Required.
 	VaultAddress pulumi.StringInput
 	// VaultCACertPEM is the PEM of the CA that signed Vault's certificate
@@ -91,55 +55,6 @@ type ExternalSecretsStackArgs struct {
 	// DependsOn are resources the store and the ExternalSecrets wait for
 	// besides the ESO release, typically the Vault Helm release.
 	DependsOn []pulumi.Resource
-	// TimeoutSeconds bounds the Helm install/upgrade wait;
-	// DefaultTimeoutSeconds when 0.
-	TimeoutSeconds int
-}
-
-// ComponentResources are the requests and limits of ESO's three workloads.
-type ComponentResources struct {
-	Controller     kube.Resources
-	Webhook        kube.Resources
-	CertController kube.Resources
-}
-
-// StoreArgs describes the Vault store.
-type StoreArgs struct {
-	// Name is the store's metadata.name, e.g. "vault-backend". Required.
-	Name string
-	// Cluster makes it a ClusterSecretStore instead of a SecretStore.
-	Cluster bool
-	// Path is the KV mount, e.g. "secret". Required.
-	Path string
-	// Version of the KV engine, "v1" or "v2"; DefaultKVVersion when empty.
-	Version string
-	// AuthMountPath is where Vault's Kubernetes auth method is mounted;
-	// DefaultAuthMountPath when empty.
-	AuthMountPath string
-	// Role is the Vault role bound to the dedicated service account. Required.
-	Role string
-}
-
-// ExternalSecretArgs describes one ExternalSecret.
-type ExternalSecretArgs struct {
-	// Name is the ExternalSecret's metadata.name, e.g. "postgres-credentials". Required.
-	Name string
-	// RefreshInterval is a Go duration; DefaultRefreshInterval when empty.
-	RefreshInterval string
-	// TargetSecret is the Kubernetes Secret ESO creates and owns; Name when empty.
-	TargetSecret string
-	// VaultKey is the entry read from the store's KV mount, e.g. "database/postgres". Required.
-	VaultKey string
-	// Data maps fields of the Vault entry to keys of the Secret. At least one.
-	Data []DataMapping
-}
-
-// DataMapping copies one field of a Vault entry into one Secret key.
-type DataMapping struct {
-	// SecretKey is the key in the Kubernetes Secret.
-	SecretKey string
-	// Property is the field of the Vault entry.
-	Property string
 }
 
 // ExternalSecretsStack is ESO with its Vault store and ExternalSecrets.
@@ -166,10 +81,10 @@ type ExternalSecretsStack struct {
 // NewExternalSecretsStack installs ESO and creates the service account, the
 // store and the ExternalSecrets.
 func NewExternalSecretsStack(ctx *pulumi.Context, name string, args *ExternalSecretsStackArgs, opts ...pulumi.ResourceOption) (*ExternalSecretsStack, error) {
-	a, err := withDefaults(name, args)
-	if err != nil {
+	if err := check(name, args); err != nil {
 		return nil, err
 	}
+	a := args
 
 	comp := &ExternalSecretsStack{}
 	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
@@ -182,7 +97,7 @@ func NewExternalSecretsStack(ctx *pulumi.Context, name string, args *ExternalSec
 	// ClusterRole allows (serviceaccounts/token: create); no pod mounts it.
 	sa, err := corev1.NewServiceAccount(ctx, name+"-vault-auth", &corev1.ServiceAccountArgs{
 		Metadata: &metav1.ObjectMetaArgs{
-			Name:      pulumi.String(a.VaultAuthServiceAccount),
+			Name:      pulumi.String(a.ServiceAccount),
 			Namespace: a.Namespace,
 		},
 		AutomountServiceAccountToken: pulumi.Bool(false),
@@ -222,12 +137,12 @@ func NewExternalSecretsStack(ctx *pulumi.Context, name string, args *ExternalSec
 
 	esDeps := dependencies(a.DependsOn, release, store)
 	var esNames, targetNames pulumi.StringArray
-	for _, es := range a.ExternalSecrets {
+	for _, es := range a.secrets() {
 		res, err := newExternalSecret(ctx, name+"-"+es.Name, a, es, parent, pulumi.DependsOn(esDeps))
 		if err != nil {
 			return nil, fmt.Errorf("creating external secret %s: %w", es.Name, err)
 		}
-		target := es.TargetSecret
+		target := es.Target
 		esNames = append(esNames, res.Metadata.Name().Elem())
 		targetNames = append(targetNames, res.URN().ApplyT(func(pulumi.URN) string { return target }).(pulumi.StringOutput))
 	}
@@ -265,86 +180,22 @@ func (a *ExternalSecretsStackArgs) storeKind() string {
 	return KindSecretStore
 }
 
-// withDefaults checks what the component cannot work without and returns a
-// copy of args with the defaults filled in. Value checks (durations, names
-// such as "default" for the service account) are the stacks package's job.
-func withDefaults(name string, args *ExternalSecretsStackArgs) (*ExternalSecretsStackArgs, error) {
+// check validates the Config and requires the inputs, before anything is
+// registered.
+func check(name string, args *ExternalSecretsStackArgs) error {
 	if args == nil {
-		return nil, errors.New("externalsecrets: args are required")
+		return errors.New("externalsecrets: args are required")
 	}
+	problems := validate.Problems(args.Validate(name))
 	// The name becomes the Helm release name and the prefix of every object
 	// the chart creates (fullnameOverride); Helm caps release names at 53.
 	if errs := validation.IsDNS1123Label(name); len(errs) > 0 || len(name) > 53 {
-		return nil, fmt.Errorf("externalsecrets: name %q must be a DNS label of at most 53 characters (it is the Helm release name)", name)
+		problems.Addf(name, "the name must be a DNS label of at most 53 characters (it is the Helm release name)")
 	}
-	a := *args
-	switch {
-	case a.Namespace == nil:
-		return nil, errors.New("externalsecrets: Namespace is required")
-	case a.VaultAddress == nil:
-		return nil, errors.New("externalsecrets: VaultAddress is required")
-	case a.VaultCACertPEM == nil:
-		return nil, errors.New("externalsecrets: VaultCACertPEM is required")
-	case a.Store.Name == "":
-		return nil, errors.New("externalsecrets: Store.Name is required")
-	case a.Store.Path == "":
-		return nil, errors.New("externalsecrets: Store.Path (the Vault KV mount) is required")
-	case a.Store.Role == "":
-		return nil, errors.New("externalsecrets: Store.Role (the Vault role) is required")
-	}
-	if a.ChartVersion == "" {
-		a.ChartVersion = DefaultChartVersion
-	}
-	if a.ChartRepo == "" {
-		a.ChartRepo = DefaultChartRepo
-	}
-	if a.Replicas == 0 {
-		a.Replicas = 1
-	}
-	if a.Replicas < 0 {
-		return nil, fmt.Errorf("externalsecrets: Replicas %d is negative", a.Replicas)
-	}
-	if a.VaultAuthServiceAccount == "" {
-		a.VaultAuthServiceAccount = DefaultVaultAuthServiceAccount
-	}
-	if a.Store.Version == "" {
-		a.Store.Version = DefaultKVVersion
-	}
-	if a.Store.AuthMountPath == "" {
-		a.Store.AuthMountPath = DefaultAuthMountPath
-	}
-	if a.TimeoutSeconds == 0 {
-		a.TimeoutSeconds = DefaultTimeoutSeconds
-	}
-
-	seen := map[string]bool{}
-	a.ExternalSecrets = make([]ExternalSecretArgs, len(args.ExternalSecrets))
-	for i, es := range args.ExternalSecrets {
-		switch {
-		case es.Name == "":
-			return nil, fmt.Errorf("externalsecrets: ExternalSecrets[%d].Name is required", i)
-		case seen[es.Name]:
-			return nil, fmt.Errorf("externalsecrets: ExternalSecrets[%d].Name %q is listed twice", i, es.Name)
-		case es.VaultKey == "":
-			return nil, fmt.Errorf("externalsecrets: ExternalSecrets[%d] (%s): VaultKey is required", i, es.Name)
-		case len(es.Data) == 0:
-			return nil, fmt.Errorf("externalsecrets: ExternalSecrets[%d] (%s): Data needs at least one mapping", i, es.Name)
-		}
-		for j, d := range es.Data {
-			if strings.TrimSpace(d.SecretKey) == "" || strings.TrimSpace(d.Property) == "" {
-				return nil, fmt.Errorf("externalsecrets: ExternalSecrets[%d] (%s): Data[%d] needs both SecretKey and Property", i, es.Name, j)
-			}
-		}
-		seen[es.Name] = true
-		if es.RefreshInterval == "" {
-			es.RefreshInterval = DefaultRefreshInterval
-		}
-		if es.TargetSecret == "" {
-			es.TargetSecret = es.Name
-		}
-		a.ExternalSecrets[i] = es
-	}
-	return &a, nil
+	problems.Required("Namespace", args.Namespace)
+	problems.Required("VaultAddress", args.VaultAddress)
+	problems.Required("VaultCACertPEM", args.VaultCACertPEM)
+	return validate.Err("externalsecrets "+name+": invalid args", problems)
 }
 
 // newStore registers the SecretStore or ClusterSecretStore. Its spec waits
@@ -367,7 +218,7 @@ func newStore(ctx *pulumi.Context, resourceName string, a *ExternalSecretsStackA
 }
 
 // newExternalSecret registers one ExternalSecret in the namespace.
-func newExternalSecret(ctx *pulumi.Context, resourceName string, a *ExternalSecretsStackArgs, es ExternalSecretArgs, opts ...pulumi.ResourceOption) (*apiextensions.CustomResource, error) {
+func newExternalSecret(ctx *pulumi.Context, resourceName string, a *ExternalSecretsStackArgs, es SecretConfig, opts ...pulumi.ResourceOption) (*apiextensions.CustomResource, error) {
 	spec, err := externalSecretSpec(es, a.Store.Name, a.storeKind())
 	if err != nil {
 		return nil, err

@@ -96,23 +96,22 @@ func productionArgs(ca string) *externalsecrets.ExternalSecretsStackArgs {
 		Requests: map[string]string{"cpu": "50m", "memory": "64Mi"},
 		Limits:   map[string]string{"cpu": "200m", "memory": "256Mi"},
 	}
-	return &externalsecrets.ExternalSecretsStackArgs{
-		Namespace: pulumi.String("production"),
-		Replicas:  2,
-		Resources: externalsecrets.ComponentResources{Controller: res, Webhook: res, CertController: res},
-		Store: externalsecrets.StoreArgs{
-			Name: "vault-backend", Path: "secret", Version: "v2", AuthMountPath: "kubernetes", Role: "external-secrets",
+	c := externalsecrets.DefaultConfig()
+	c.Replicas = 2
+	c.Resources = externalsecrets.ResourcesConfig{Controller: res, Webhook: res, CertController: res}
+	c.Secrets = []externalsecrets.SecretConfig{{
+		Name:            "postgres-credentials",
+		RefreshInterval: "5m",
+		Target:          "postgres-credentials",
+		VaultKey:        "database/postgres",
+		Data: []externalsecrets.DataConfig{
+			{SecretKey: "POSTGRES_USER", Property: "username"},
+			{SecretKey: "POSTGRES_PASSWORD", Property: "password"},
 		},
-		ExternalSecrets: []externalsecrets.ExternalSecretArgs{{
-			Name:            "postgres-credentials",
-			RefreshInterval: "5m",
-			TargetSecret:    "postgres-credentials",
-			VaultKey:        "database/postgres",
-			Data: []externalsecrets.DataMapping{
-				{SecretKey: "POSTGRES_USER", Property: "username"},
-				{SecretKey: "POSTGRES_PASSWORD", Property: "password"},
-			},
-		}},
+	}}
+	return &externalsecrets.ExternalSecretsStackArgs{
+		Config:         c,
+		Namespace:      pulumi.String("production"),
 		VaultAddress:   pulumi.String(vaultAddress),
 		VaultCACertPEM: pulumi.String(ca),
 	}
@@ -248,7 +247,7 @@ func TestReleaseWaitsAndInstallsCRDs(t *testing.T) {
 	in := tests.PlainMap(rel.Inputs)
 	for key, want := range map[string]any{
 		"name": "eso", "namespace": "production", "chart": "external-secrets", "version": "2.9.0",
-		"atomic": true, "skipAwait": false, "timeout": float64(externalsecrets.DefaultTimeoutSeconds),
+		"atomic": true, "skipAwait": false, "timeout": float64(externalsecrets.DefaultConfig().TimeoutSeconds),
 	} {
 		if in[key] != want {
 			t.Errorf("release %s = %v, want %v", key, in[key], want)
@@ -410,8 +409,8 @@ func TestOutputs(t *testing.T) {
 	}
 	tests.RunComponent(t, func(ctx *pulumi.Context) error {
 		args := productionArgs(ca)
-		args.ExternalSecrets = append(args.ExternalSecrets, externalsecrets.ExternalSecretArgs{
-			Name: "api-keys", VaultKey: "app/api", Data: []externalsecrets.DataMapping{{SecretKey: "KEY", Property: "key"}},
+		args.Secrets = append(args.Secrets, externalsecrets.SecretConfig{
+			Name: "api-keys", VaultKey: "app/api", Data: []externalsecrets.DataConfig{{SecretKey: "KEY", Property: "key"}},
 		})
 		c, err := externalsecrets.NewExternalSecretsStack(ctx, "eso", args)
 		if err != nil {
@@ -431,7 +430,7 @@ func TestOutputs(t *testing.T) {
 	if es, _ := got["externalSecrets"].([]string); !slices.Equal(es, []string{"postgres-credentials", "api-keys"}) {
 		t.Errorf("ExternalSecretNames = %v", got["externalSecrets"])
 	}
-	// An empty TargetSecret defaults to the ExternalSecret's name.
+	// An empty Target defaults to the ExternalSecret's name.
 	if ts, _ := got["targets"].([]string); !slices.Equal(ts, []string{"postgres-credentials", "api-keys"}) {
 		t.Errorf("TargetSecretNames = %v", got["targets"])
 	}
@@ -481,20 +480,20 @@ func TestMissingOrUnsafeInputsFail(t *testing.T) {
 		want string
 	}{
 		{"nil args", func(a **externalsecrets.ExternalSecretsStackArgs) { *a = nil }, "args are required"},
-		{"no namespace", func(a **externalsecrets.ExternalSecretsStackArgs) { (*a).Namespace = nil }, "Namespace is required"},
-		{"empty vault path", func(a **externalsecrets.ExternalSecretsStackArgs) { (*a).Store.Path = "" }, "Store.Path"},
-		{"no role", func(a **externalsecrets.ExternalSecretsStackArgs) { (*a).Store.Role = "" }, "Store.Role"},
-		{"no data", func(a **externalsecrets.ExternalSecretsStackArgs) { (*a).ExternalSecrets[0].Data = nil }, "at least one mapping"},
+		{"no namespace", func(a **externalsecrets.ExternalSecretsStackArgs) { (*a).Namespace = nil }, "Namespace: is required"},
+		{"empty vault path", func(a **externalsecrets.ExternalSecretsStackArgs) { (*a).Store.Path = "" }, "eso.store.path: must not be empty"},
+		{"no role", func(a **externalsecrets.ExternalSecretsStackArgs) { (*a).Store.Role = "" }, "eso.store.role: must not be empty"},
+		{"no data", func(a **externalsecrets.ExternalSecretsStackArgs) { (*a).Secrets[0].Data = nil }, "eso.secrets[0].data: required: map at least one Vault property"},
 		{"duplicate", func(a **externalsecrets.ExternalSecretsStackArgs) {
-			(*a).ExternalSecrets = append((*a).ExternalSecrets, (*a).ExternalSecrets[0])
-		}, "listed twice"},
+			(*a).Secrets = append((*a).Secrets, (*a).Secrets[0])
+		}, `eso.secrets[1].name: "postgres-credentials" is used twice`},
 		{"plain http vault", func(a **externalsecrets.ExternalSecretsStackArgs) {
 			(*a).VaultAddress = pulumi.String("http://vault.production.svc:8200")
 		}, "must be an https:// URL"},
 		{"CA not PEM", func(a **externalsecrets.ExternalSecretsStackArgs) { (*a).VaultCACertPEM = pulumi.String("") }, "not a PEM certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mon, err := recorder.Run("test", recorder.StackConfig{Values: map[string]string{}}, func(ctx *pulumi.Context) error {
+			mon, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 				args := productionArgs(ca)
 				tc.edit(&args)
 				_, err := externalsecrets.NewExternalSecretsStack(ctx, "eso", args)
@@ -511,7 +510,7 @@ func TestMissingOrUnsafeInputsFail(t *testing.T) {
 	}
 
 	t.Run("bad component name", func(t *testing.T) {
-		_, err := recorder.Run("test", recorder.StackConfig{Values: map[string]string{}}, func(ctx *pulumi.Context) error {
+		_, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 			_, err := externalsecrets.NewExternalSecretsStack(ctx, "Not_A_Label", productionArgs(ca))
 			return err
 		})

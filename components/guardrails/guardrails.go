@@ -7,15 +7,12 @@ package guardrails
 import (
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/apimachinery/pkg/util/validation"
-	psaapi "k8s.io/pod-security-admission/api"
+
+	"github.com/secrets-platform/secrets-platform/components/validate"
 )
 
 // TypeToken is the Pulumi type of the NamespaceGuardrails component.
@@ -28,30 +25,13 @@ const (
 	LevelBaseline   = "baseline"
 )
 
-// DefaultPodSecurityVersion is written to the -version labels when no
-// version is pinned; it is what Kubernetes assumes when the label is absent.
-const DefaultPodSecurityVersion = "latest"
-
-// NamespaceGuardrailsArgs configures NamespaceGuardrails. All fields are
-// plain values: they decide names and which resources exist.
+// NamespaceGuardrailsArgs configures NamespaceGuardrails: its Config, the
+// namespace, and the platform's pods and endpoints. All are plain values:
+// they decide names and which resources exist.
 type NamespaceGuardrailsArgs struct {
+	Config
 	// Namespace is the name of the namespace to create (required).
 	Namespace string
-	// PodSecurityLevel is enforced, audited and warned on: "restricted"
-	// (the default when empty) or "baseline".
-	PodSecurityLevel string
-	// PodSecurityVersion pins the policy version of the -version labels,
-	// e.g. "v1.33"; empty means "latest".
-	PodSecurityVersion string
-	// Quota is the ResourceQuota's spec.hard, e.g. "requests.cpu": "8"
-	// (required, quantities).
-	Quota map[string]string
-	// DefaultRequest is the LimitRange's container defaultRequest
-	// (e.g. "cpu", "memory"): with a cpu/memory quota, a pod that sets no
-	// requests is rejected unless the LimitRange fills them in.
-	DefaultRequest map[string]string
-	// DefaultLimit is the LimitRange's container default limit.
-	DefaultLimit map[string]string
 	// Network selects the platform's pods and says where they may talk to.
 	Network NetworkArgs
 }
@@ -74,17 +54,14 @@ func NewNamespaceGuardrails(ctx *pulumi.Context, name string, args *NamespaceGua
 	if args == nil {
 		return nil, errors.New("guardrails: args are required")
 	}
-	level, version, err := podSecurity(args)
+	if err := check(name, args); err != nil {
+		return nil, err
+	}
+	policies, err := networkPolicies(name, args.Network, args.Config)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkQuantities(args); err != nil {
-		return nil, err
-	}
-	policies, err := networkPolicies(name, args.Network)
-	if err != nil {
-		return nil, err
-	}
+	level, version := args.PodSecurityLevel, args.PodSecurityVersion
 
 	comp := &NamespaceGuardrails{}
 	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
@@ -167,76 +144,14 @@ func NewNamespaceGuardrails(ctx *pulumi.Context, name string, args *NamespaceGua
 	return comp, nil
 }
 
-// podSecurity returns the level and version for the admission labels.
-func podSecurity(args *NamespaceGuardrailsArgs) (level, version string, err error) {
+// check validates the Config and the namespace's name before anything is
+// registered.
+func check(name string, args *NamespaceGuardrailsArgs) error {
+	problems := validate.Problems(args.Validate(name))
 	if args.Namespace == "" {
-		return "", "", errors.New("guardrails: Namespace is required")
+		problems.Addf("Namespace", "is required")
+	} else {
+		problems.DNSLabel("Namespace", args.Namespace)
 	}
-	if errs := validation.IsDNS1123Label(args.Namespace); len(errs) > 0 {
-		return "", "", fmt.Errorf("guardrails: Namespace %q is not a valid namespace name: %s", args.Namespace, strings.Join(errs, "; "))
-	}
-	level = args.PodSecurityLevel
-	switch level {
-	case "":
-		level = LevelRestricted
-	case LevelRestricted, LevelBaseline:
-	default:
-		return "", "", fmt.Errorf("guardrails: PodSecurityLevel %q is not allowed; use %q or %q", level, LevelRestricted, LevelBaseline)
-	}
-	version = args.PodSecurityVersion
-	if version == "" {
-		version = DefaultPodSecurityVersion
-	}
-	// The admission plugin's own parser: "latest" or "v1.<minor>".
-	if _, err := psaapi.ParseVersion(version); err != nil {
-		return "", "", fmt.Errorf("guardrails: PodSecurityVersion %q: %w", version, err)
-	}
-	return level, version, nil
-}
-
-// checkQuantities rejects an empty quota and any value that is not a
-// Kubernetes quantity, so a typo fails here rather than at the API server.
-// A quota on a container resource also needs a LimitRange default for it:
-// without one, every pod that does not set it is rejected.
-func checkQuantities(args *NamespaceGuardrailsArgs) error {
-	if len(args.Quota) == 0 {
-		return errors.New("guardrails: Quota is required")
-	}
-	for _, f := range []struct {
-		field string
-		m     map[string]string
-	}{{"Quota", args.Quota}, {"DefaultRequest", args.DefaultRequest}, {"DefaultLimit", args.DefaultLimit}} {
-		for _, k := range sortedKeys(f.m) {
-			if _, err := resource.ParseQuantity(f.m[k]); err != nil {
-				return fmt.Errorf("guardrails: %s[%s]: %q is not a quantity: %w", f.field, k, f.m[k], err)
-			}
-		}
-	}
-	for _, r := range []string{"cpu", "memory", "ephemeral-storage"} {
-		_, hasRequest := args.DefaultRequest[r]
-		_, hasLimit := args.DefaultLimit[r]
-		// A LimitRange without defaultRequest uses the default limit as
-		// the request.
-		if (has(args.Quota, r) || has(args.Quota, "requests."+r)) && !hasRequest && !hasLimit {
-			return fmt.Errorf("guardrails: Quota limits requests of %s, so DefaultRequest (or DefaultLimit) must set %s", r, r)
-		}
-		if has(args.Quota, "limits."+r) && !hasLimit {
-			return fmt.Errorf("guardrails: Quota limits limits.%s, so DefaultLimit must set %s", r, r)
-		}
-	}
-	return nil
-}
-
-func has(m map[string]string, key string) bool {
-	_, ok := m[key]
-	return ok
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return validate.Err("guardrails "+name+": invalid args", problems)
 }

@@ -52,12 +52,16 @@ var (
 )
 
 func productionArgs(namespace string) *guardrails.NamespaceGuardrailsArgs {
+	c := guardrails.DefaultConfig()
+	c.Quota = seedQuota
+	c.AWSCIDRs = []string{"10.0.128.0/24"}
+	c.ExtraAllows = []guardrails.Allow{{
+		Name: "app-to-postgres", From: appPods, To: postgresPods,
+		Ports: []guardrails.Port{{Port: 5432}},
+	}}
 	return &guardrails.NamespaceGuardrailsArgs{
-		Namespace:          namespace,
-		PodSecurityVersion: "v1.33",
-		Quota:              seedQuota,
-		DefaultRequest:     map[string]string{"cpu": "100m", "memory": "128Mi"},
-		DefaultLimit:       map[string]string{"cpu": "500m", "memory": "512Mi"},
+		Config:    c,
+		Namespace: namespace,
 		Network: guardrails.NetworkArgs{
 			VaultPodLabels:                     vaultPods,
 			ExternalSecretsPodLabels:           map[string]string{"app.kubernetes.io/instance": "external-secrets"},
@@ -65,12 +69,7 @@ func productionArgs(namespace string) *guardrails.NamespaceGuardrailsArgs {
 			ExternalSecretsWebhookPodLabels:    esoWebhookPods,
 			SnapshotPodLabels:                  snapshotPods,
 			KubeAPICIDRs:                       []string{"10.0.0.0/28"},
-			AWSCIDRs:                           []string{"10.0.128.0/24"},
 			MonitoringNamespace:                "monitoring",
-			ExtraAllows: []guardrails.Allow{{
-				Name: "app-to-postgres", From: appPods, To: postgresPods,
-				Ports: []guardrails.Port{{Port: 5432}},
-			}},
 		},
 	}
 }
@@ -529,31 +528,31 @@ func TestInvalidArgs(t *testing.T) {
 		{"no namespace", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
 			a.Namespace = ""
 			return a
-		}, "Namespace is required"},
+		}, "Namespace: is required"},
 		{"privileged", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
 			a.PodSecurityLevel = "privileged"
 			return a
-		}, `PodSecurityLevel "privileged"`},
+		}, `g.podSecurityLevel: "privileged" is not allowed`},
 		{"unpinned-looking version", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
 			a.PodSecurityVersion = "1.33"
 			return a
-		}, `PodSecurityVersion "1.33"`},
+		}, `g.podSecurityVersion: "1.33" is not a Pod Security version`},
 		{"namespace not a DNS label", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
 			a.Namespace = "Production"
 			return a
-		}, `Namespace "Production" is not a valid namespace name`},
+		}, `Namespace: "Production" is not a DNS label`},
 		{"extra allow name not DNS", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
-			a.Network.ExtraAllows = []guardrails.Allow{{Name: "App_DB", From: appPods, To: postgresPods, Ports: []guardrails.Port{{Port: 1}}}}
+			a.ExtraAllows = []guardrails.Allow{{Name: "App_DB", From: appPods, To: postgresPods, Ports: []guardrails.Port{{Port: 1}}}}
 			return a
-		}, `"g-App_DB-egress" is not valid`},
+		}, `g.extraAllows[0].name: "App_DB" is not a DNS label`},
 		{"bad quantity", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
 			a.Quota = map[string]string{"requests.cpu": "eight"}
 			return a
-		}, `Quota[requests.cpu]: "eight"`},
+		}, `g.quota.requests.cpu: "eight" is not a Kubernetes quantity`},
 		{"cpu quota without cpu default", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
 			a.DefaultRequest, a.DefaultLimit = nil, map[string]string{"memory": "1Gi"}
 			return a
-		}, "must set cpu"},
+		}, "g.defaultRequest: must set cpu"},
 		{"no vault labels", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
 			a.Network.VaultPodLabels = nil
 			return a
@@ -563,30 +562,30 @@ func TestInvalidArgs(t *testing.T) {
 			return a
 		}, "KubeAPICIDRs is required"},
 		{"bad cidr", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
-			a.Network.AWSCIDRs = []string{"10.0.0.1"}
+			a.AWSCIDRs = []string{"10.0.0.1"}
 			return a
-		}, `AWSCIDRs: "10.0.0.1" is not a CIDR`},
+		}, `g.awsCidrs[0]: "10.0.0.1" is not a CIDR`},
 		{"extra allow selecting every pod", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
-			a.Network.ExtraAllows = []guardrails.Allow{{Name: "open", From: appPods, Ports: []guardrails.Port{{Port: 80}}}}
+			a.ExtraAllows = []guardrails.Allow{{Name: "open", From: appPods, Ports: []guardrails.Port{{Port: 80}}}}
 			return a
-		}, "From and To are required"},
+		}, "g.extraAllows[0]: from and to must both select pods by label"},
 		{"extra allow without ports", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
-			a.Network.ExtraAllows = []guardrails.Allow{{Name: "any", From: appPods, To: postgresPods}}
+			a.ExtraAllows = []guardrails.Allow{{Name: "any", From: appPods, To: postgresPods}}
 			return a
-		}, "at least one port"},
+		}, "g.extraAllows[0].ports: required: every allow names its ports"},
 		{"extra allow with a bad protocol", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
-			a.Network.ExtraAllows = []guardrails.Allow{{Name: "x", From: appPods, To: postgresPods, Ports: []guardrails.Port{{Port: 1, Protocol: "ICMP"}}}}
+			a.ExtraAllows = []guardrails.Allow{{Name: "x", From: appPods, To: postgresPods, Ports: []guardrails.Port{{Port: 1, Protocol: "ICMP"}}}}
 			return a
-		}, `protocol "ICMP"`},
+		}, `g.extraAllows[0].ports[0].protocol: "ICMP" is not allowed`},
 		{"extra allow shadowing a built-in", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
-			a.Network.ExtraAllows = []guardrails.Allow{{Name: "eso-to-vault", From: appPods, To: postgresPods, Ports: []guardrails.Port{{Port: 1}}}}
+			a.ExtraAllows = []guardrails.Allow{{Name: "eso-to-vault", From: appPods, To: postgresPods, Ports: []guardrails.Port{{Port: 1}}}}
 			return a
 		}, `named "g-eso-to-vault-egress"`},
 	}
 	for _, c := range cases {
 		t.Run(c.what, func(t *testing.T) {
 			args := c.mutate(productionArgs("production"))
-			mon, err := recorder.Run("test", recorder.StackConfig{Values: map[string]string{}}, func(ctx *pulumi.Context) error {
+			mon, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 				_, err := guardrails.NewNamespaceGuardrails(ctx, "g", args)
 				return err
 			})
@@ -603,9 +602,9 @@ func TestInvalidArgs(t *testing.T) {
 func TestBaselineAndOptionalPolicies(t *testing.T) {
 	mon := tests.RunComponent(t, func(ctx *pulumi.Context) error {
 		args := productionArgs("dev")
-		args.PodSecurityLevel, args.PodSecurityVersion = "baseline", ""
-		args.Network.SnapshotPodLabels, args.Network.AWSCIDRs, args.Network.MonitoringNamespace = nil, nil, ""
-		args.Network.ExtraAllows = nil
+		args.PodSecurityLevel, args.PodSecurityVersion = "baseline", "latest"
+		args.Network.SnapshotPodLabels, args.AWSCIDRs, args.Network.MonitoringNamespace = nil, nil, ""
+		args.ExtraAllows = nil
 		_, err := guardrails.NewNamespaceGuardrails(ctx, "dev", args)
 		return err
 	})

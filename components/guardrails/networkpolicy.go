@@ -62,10 +62,6 @@ type NetworkArgs struct {
 	KubeAPICIDRs []string
 	// KubeAPIPort is the API server endpoints' port; 0 means 443.
 	KubeAPIPort int
-	// AWSCIDRs are where Vault (KMS, STS) and the snapshot job (S3, STS)
-	// may connect on 443: VPC endpoint ranges, or 0.0.0.0/0 without them.
-	// Empty means no AWS egress at all.
-	AWSCIDRs []string
 	// MonitoringNamespace may scrape Vault and ESO metrics; "" allows none.
 	MonitoringNamespace string
 	// VaultMetricsPort is where Vault serves metrics; 0 means 8200.
@@ -75,29 +71,6 @@ type NetworkArgs struct {
 	// ExternalSecretsWebhookPort is the ESO webhook's container port; 0
 	// means 10250.
 	ExternalSecretsWebhookPort int
-	// ExtraAllows are further flows between pods of the namespace.
-	ExtraAllows []Allow
-}
-
-// Allow is a flow between two sets of pods in the namespace. It becomes two
-// policies: egress on the client pods and ingress on the server pods.
-type Allow struct {
-	// Name names the two policies (<component>-<Name>-egress, -ingress).
-	Name string
-	// From selects the client pods (required).
-	From map[string]string
-	// To selects the server pods (required).
-	To map[string]string
-	// Ports are the server ports allowed (at least one).
-	Ports []Port
-}
-
-// Port is a port and its protocol.
-type Port struct {
-	// Port is the port number.
-	Port int
-	// Protocol is "TCP" (the default when empty), "UDP" or "SCTP".
-	Protocol string
 }
 
 // policy is one NetworkPolicy to create, in plain Go values.
@@ -151,7 +124,7 @@ func tcp(port int) Port { return Port{Port: port, Protocol: "TCP"} }
 
 // networkPolicies plans the default deny and every allow, named after the
 // component name so that two instances never collide.
-func networkPolicies(name string, n NetworkArgs) ([]policy, error) {
+func networkPolicies(name string, n NetworkArgs, c Config) ([]policy, error) {
 	for _, l := range []struct {
 		field  string
 		labels map[string]string
@@ -170,9 +143,6 @@ func networkPolicies(name string, n NetworkArgs) ([]policy, error) {
 		return nil, errors.New("guardrails: Network.KubeAPICIDRs is required")
 	}
 	if err := checkCIDRs("KubeAPICIDRs", n.KubeAPICIDRs); err != nil {
-		return nil, err
-	}
-	if err := checkCIDRs("AWSCIDRs", n.AWSCIDRs); err != nil {
 		return nil, err
 	}
 	kubeAPI := tcp(orDefault(n.KubeAPIPort, DefaultKubeAPIPort))
@@ -210,10 +180,10 @@ func networkPolicies(name string, n NetworkArgs) ([]policy, error) {
 		// every ExternalSecret write would fail without this.
 		ingressPolicy(name+"-kube-api-to-eso-webhook-ingress", n.ExternalSecretsWebhookPodLabels, cidrPeers(n.KubeAPICIDRs), webhook),
 	)
-	if len(n.AWSCIDRs) > 0 {
-		ps = append(ps, egressPolicy(name+"-vault-aws-egress", vault, cidrPeers(n.AWSCIDRs), tcp(awsAPIPort)))
+	if len(c.AWSCIDRs) > 0 {
+		ps = append(ps, egressPolicy(name+"-vault-aws-egress", vault, cidrPeers(c.AWSCIDRs), tcp(awsAPIPort)))
 		if len(n.SnapshotPodLabels) > 0 {
-			ps = append(ps, egressPolicy(name+"-snapshot-aws-egress", n.SnapshotPodLabels, cidrPeers(n.AWSCIDRs), tcp(awsAPIPort)))
+			ps = append(ps, egressPolicy(name+"-snapshot-aws-egress", n.SnapshotPodLabels, cidrPeers(c.AWSCIDRs), tcp(awsAPIPort)))
 		}
 	}
 	if n.MonitoringNamespace != "" {
@@ -223,12 +193,8 @@ func networkPolicies(name string, n NetworkArgs) ([]policy, error) {
 			ingressPolicy(name+"-monitoring-eso-metrics-ingress", eso, mon, esoMetrics),
 		)
 	}
-	for i, a := range n.ExtraAllows {
-		ports, err := checkAllow(a)
-		if err != nil {
-			return nil, fmt.Errorf("guardrails: Network.ExtraAllows[%d]: %w", i, err)
-		}
-		ps = append(ps, flow(name+"-"+a.Name, a.From, a.To, ports...)...)
+	for _, a := range c.ExtraAllows {
+		ps = append(ps, flow(name+"-"+a.Name, a.From, a.To, withProtocols(a.Ports)...)...)
 	}
 
 	seen := map[string]bool{}
@@ -244,27 +210,16 @@ func networkPolicies(name string, n NetworkArgs) ([]policy, error) {
 	return ps, nil
 }
 
-// checkAllow returns the allow's ports with their protocols filled in.
-func checkAllow(a Allow) ([]Port, error) {
-	switch {
-	case a.Name == "":
-		return nil, errors.New("an extra allow needs a Name")
-	case len(a.From) == 0 || len(a.To) == 0:
-		return nil, fmt.Errorf("%s: From and To are required (an empty selector selects every pod)", a.Name)
-	case len(a.Ports) == 0:
-		return nil, fmt.Errorf("%s: at least one port is required", a.Name)
-	}
-	ports := make([]Port, 0, len(a.Ports))
-	for _, p := range a.Ports {
+// withProtocols are the ports with their default protocol, TCP, filled in.
+func withProtocols(ports []Port) []Port {
+	out := make([]Port, 0, len(ports))
+	for _, p := range ports {
 		if p.Protocol == "" {
 			p.Protocol = "TCP"
 		}
-		if err := checkPort(p); err != nil {
-			return nil, fmt.Errorf("%s: %w", a.Name, err)
-		}
-		ports = append(ports, p)
+		out = append(out, p)
 	}
-	return ports, nil
+	return out
 }
 
 func checkPort(p Port) error {

@@ -13,14 +13,11 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/secrets-platform/secrets-platform/components/awsiam"
+	"github.com/secrets-platform/secrets-platform/components/validate"
 )
 
 // TypeToken is the Pulumi type of the KMSUnseal component.
 const TypeToken = "platform:aws:KMSUnseal"
-
-// DefaultDeletionWindowDays is the key's deletion window when none is given:
-// the longest KMS allows, the most time to notice and cancel a deletion.
-const DefaultDeletionWindowDays = 30
 
 // SealActions are the KMS actions Vault's awskms seal calls: DescribeKey
 // when it starts, Encrypt and Decrypt to wrap and unwrap its root key.
@@ -35,17 +32,10 @@ var adminActions = []string{
 	"kms:CancelKeyDeletion", "kms:RotateKeyOnDemand",
 }
 
-// KMSUnsealArgs configures KMSUnseal.
+// KMSUnsealArgs configures KMSUnseal: its Config and the inputs that come
+// from the cluster and HardenedVault.
 type KMSUnsealArgs struct {
-	// AliasName is the key's alias, e.g. "alias/production-vault-unseal"
-	// (required, must start with "alias/").
-	AliasName string
-	// DeletionWindowDays is how long a scheduled deletion waits, 7 to 30;
-	// 0 means DefaultDeletionWindowDays.
-	DeletionWindowDays int
-	// AccountID is the AWS account that owns the key (required). Its IAM
-	// policies decide who administers the key; see NewKMSUnseal.
-	AccountID pulumi.StringInput
+	Config
 	// Region is the key's region, passed through to the Region output for
 	// Vault's seal stanza (required).
 	Region pulumi.StringInput
@@ -59,8 +49,6 @@ type KMSUnsealArgs struct {
 	// ServiceAccountName is the service account Vault's pods run as
 	// (required). Only its tokens can assume the role.
 	ServiceAccountName pulumi.StringInput
-	// Tags are set on the key and the role.
-	Tags pulumi.StringMapInput
 }
 
 // KMSUnseal is Vault's auto-unseal key with its alias and IRSA role.
@@ -97,13 +85,10 @@ type KMSUnseal struct {
 // unrecoverable. The alias is retained on delete too, because Vault's seal
 // stanza finds the key through it.
 func NewKMSUnseal(ctx *pulumi.Context, name string, args *KMSUnsealArgs, opts ...pulumi.ResourceOption) (*KMSUnseal, error) {
-	if err := check(args); err != nil {
+	if err := check(name, args); err != nil {
 		return nil, err
 	}
-	window := args.DeletionWindowDays
-	if window == 0 {
-		window = DefaultDeletionWindowDays
-	}
+	tags := pulumi.ToStringMap(args.Tags)
 
 	comp := &KMSUnseal{}
 	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
@@ -118,30 +103,30 @@ func NewKMSUnseal(ctx *pulumi.Context, name string, args *KMSUnsealArgs, opts ..
 	role, err := iam.NewRole(ctx, name+"-vault", &iam.RoleArgs{
 		Description:      pulumi.String("Vault auto-unseal through KMS (IRSA)"),
 		AssumeRolePolicy: trust,
-		Tags:             args.Tags,
+		Tags:             tags,
 	}, parent)
 	if err != nil {
 		return nil, fmt.Errorf("creating unseal role: %w", err)
 	}
 
-	keyPolicy := pulumi.All(args.AccountID, role.Arn).ApplyT(func(v []any) (string, error) {
-		return KeyPolicy(v[0].(string), v[1].(string))
+	keyPolicy := role.Arn.ApplyT(func(roleARN string) (string, error) {
+		return KeyPolicy(args.AccountID, roleARN)
 	}).(pulumi.StringOutput)
 	key, err := kms.NewKey(ctx, name+"-key", &kms.KeyArgs{
 		Description:           pulumi.Sprintf("Vault auto-unseal key (%s)", name),
 		CustomerMasterKeySpec: pulumi.String("SYMMETRIC_DEFAULT"),
 		KeyUsage:              pulumi.String("ENCRYPT_DECRYPT"),
 		EnableKeyRotation:     pulumi.Bool(true),
-		DeletionWindowInDays:  pulumi.Int(window),
+		DeletionWindowInDays:  pulumi.Int(args.DeletionWindowDays),
 		Policy:                keyPolicy,
-		Tags:                  args.Tags,
+		Tags:                  tags,
 	}, parent, pulumi.Protect(true), pulumi.RetainOnDelete(true))
 	if err != nil {
 		return nil, fmt.Errorf("creating unseal key: %w", err)
 	}
 
 	alias, err := kms.NewAlias(ctx, name+"-alias", &kms.AliasArgs{
-		Name:        pulumi.String(args.AliasName),
+		Name:        pulumi.String(args.aliasName(ctx.Stack(), name)),
 		TargetKeyId: key.KeyId,
 	}, parent, pulumi.RetainOnDelete(true))
 	if err != nil {
@@ -215,31 +200,17 @@ func arnPartition(arn string) (string, error) {
 	return parts[1], nil
 }
 
-func check(args *KMSUnsealArgs) error {
+// check validates the Config and requires the inputs, before anything is
+// registered.
+func check(name string, args *KMSUnsealArgs) error {
 	if args == nil {
 		return errors.New("kmsunseal: args are required")
 	}
-	if args.AliasName == "" {
-		return errors.New("kmsunseal: AliasName is required")
-	}
-	if !strings.HasPrefix(args.AliasName, "alias/") || args.AliasName == "alias/" {
-		return fmt.Errorf("kmsunseal: AliasName %q must be \"alias/<name>\"", args.AliasName)
-	}
-	required := []struct {
-		field string
-		value pulumi.StringInput
-	}{
-		{"AccountID", args.AccountID},
-		{"Region", args.Region},
-		{"OIDCProviderARN", args.OIDCProviderARN},
-		{"OIDCIssuer", args.OIDCIssuer},
-		{"Namespace", args.Namespace},
-		{"ServiceAccountName", args.ServiceAccountName},
-	}
-	for _, r := range required {
-		if r.value == nil {
-			return fmt.Errorf("kmsunseal: %s is required", r.field)
-		}
-	}
-	return nil
+	problems := validate.Problems(args.Validate(name))
+	problems.Required("Region", args.Region)
+	problems.Required("OIDCProviderARN", args.OIDCProviderARN)
+	problems.Required("OIDCIssuer", args.OIDCIssuer)
+	problems.Required("Namespace", args.Namespace)
+	problems.Required("ServiceAccountName", args.ServiceAccountName)
+	return validate.Err("kmsunseal "+name+": invalid args", problems)
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
 	"github.com/secrets-platform/secrets-platform/internal/recorder"
@@ -24,15 +23,17 @@ const (
 )
 
 func args() *kmsunseal.KMSUnsealArgs {
+	c := kmsunseal.DefaultConfig()
+	c.AliasName = "alias/production-vault-unseal"
+	c.AccountID = recorder.MockAccountID
+	c.Tags = map[string]string{"team": "platform"}
 	return &kmsunseal.KMSUnsealArgs{
-		AliasName:          "alias/production-vault-unseal",
-		AccountID:          pulumi.String(recorder.MockAccountID),
+		Config:             c,
 		Region:             pulumi.String("eu-west-1"),
 		OIDCProviderARN:    pulumi.String(oidcARN),
 		OIDCIssuer:         pulumi.String(oidcIssuer),
 		Namespace:          pulumi.String("production"),
 		ServiceAccountName: pulumi.String("vault"),
-		Tags:               pulumi.StringMap{"team": pulumi.String("platform")},
 	}
 }
 
@@ -47,17 +48,10 @@ func run(t *testing.T, a *kmsunseal.KMSUnsealArgs) (*recorder.Monitor, outputs) 
 		if err != nil {
 			return err
 		}
-		for dst, o := range map[*string]pulumi.StringOutput{
+		return tests.AwaitStrings(ctx, map[*string]pulumi.StringOutput{
 			&out.keyARN: c.KeyARN, &out.keyID: c.KeyID, &out.alias: c.AliasName,
 			&out.role: c.RoleARN, &out.region: c.Region,
-		} {
-			r, err := internals.UnsafeAwaitOutput(ctx.Context(), o)
-			if err != nil {
-				return err
-			}
-			*dst, _ = r.Value.(string)
-		}
-		return nil
+		})
 	})
 	return mon, out
 }
@@ -238,15 +232,14 @@ func TestKeyPolicyAdministersThroughAccountAndLetsOnlyVaultUseTheKey(t *testing.
 
 func TestMissingArgsFail(t *testing.T) {
 	cases := map[string]func(a *kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs{
-		"nil args":        func(*kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { return nil },
-		"AliasName":       func(a *kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { a.AliasName = ""; return a },
-		"alias/":          func(a *kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { a.AliasName = "vault-unseal"; return a },
+		"nil args": func(*kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { return nil },
+		`unseal.aliasName: "vault-unseal" must start with alias/`: func(a *kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { a.AliasName = "vault-unseal"; return a },
 		"OIDCProviderARN": func(a *kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { a.OIDCProviderARN = nil; return a },
-		"AccountID":       func(a *kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { a.AccountID = nil; return a },
+		`unseal.accountId: "" is not a 12-digit AWS account ID`: func(a *kmsunseal.KMSUnsealArgs) *kmsunseal.KMSUnsealArgs { a.AccountID = ""; return a },
 	}
 	for field, mutate := range cases {
 		t.Run(field, func(t *testing.T) {
-			mon, err := recorder.Run("test", recorder.StackConfig{Values: map[string]string{}}, func(ctx *pulumi.Context) error {
+			mon, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 				_, err := kmsunseal.NewKMSUnseal(ctx, "unseal", mutate(args()))
 				return err
 			})

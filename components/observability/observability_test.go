@@ -19,7 +19,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/secrets-platform/secrets-platform/components/kube"
 	"github.com/secrets-platform/secrets-platform/components/observability"
 	"github.com/secrets-platform/secrets-platform/components/vault"
 	"github.com/secrets-platform/secrets-platform/internal/recorder"
@@ -414,20 +413,14 @@ func TestRunbookLinksResolve(t *testing.T) {
 // target names are in that certificate too.
 func TestVaultServiceMonitorVerifiesVaultsCertificate(t *testing.T) {
 	mon := tests.RunComponent(t, func(ctx *pulumi.Context) error {
+		c := vault.DefaultConfig()
+		c.PrometheusOperator = true
+		c.TimeoutSeconds = 900
 		v, err := vault.NewHardenedVault(ctx, "vault", &vault.HardenedVaultArgs{
+			Config:                c,
 			Namespace:             pulumi.String(namespace),
-			Replicas:              3,
 			ServiceAccountRoleARN: pulumi.String("arn:aws:iam::123456789012:role/vault-unseal"),
-			TLS:                   vault.TLSArgs{ValidityHours: 8760, EarlyRenewalHours: 720, CAValidityHours: 87600},
 			Seal:                  vault.SealArgs{Region: pulumi.String("eu-west-1"), KMSKeyID: pulumi.String("alias/vault-unseal")},
-			Resources: kube.Resources{
-				Requests: map[string]string{"cpu": "250m", "memory": "256Mi"},
-				Limits:   map[string]string{"cpu": "1", "memory": "1Gi"},
-			},
-			DataStorageSize:    "10Gi",
-			AuditStorageSize:   "5Gi",
-			PrometheusOperator: true,
-			TimeoutSeconds:     900,
 		})
 		if err != nil {
 			return err
@@ -725,7 +718,7 @@ func TestMissingArgsFailClearly(t *testing.T) {
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			mon, err := recorder.Run("test", recorder.StackConfig{Values: map[string]string{}}, func(ctx *pulumi.Context) error {
+			mon, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 				_, err := observability.NewObservability(ctx, "observability", c.args)
 				return err
 			})

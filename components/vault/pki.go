@@ -60,15 +60,15 @@ func dnsNames(name, namespace, clusterDomain string, replicas int) []string {
 
 // newPKI issues the server certificate, from a CA created here (the seed's
 // option A) or from the CA given in args (option C: no CA key is created).
-func newPKI(ctx *pulumi.Context, name string, args TLSArgs, names pulumi.StringArrayInput, commonName pulumi.StringInput, parent pulumi.ResourceOption) (*pki, error) {
+func newPKI(ctx *pulumi.Context, name string, args TLSConfig, names pulumi.StringArrayInput, commonName pulumi.StringInput, parent pulumi.ResourceOption) (*pki, error) {
 	var org pulumi.StringPtrInput
 	if args.Organization != "" {
 		org = pulumi.String(args.Organization)
 	}
 	var caCert, caKey pulumi.StringOutput
-	if args.CACertPEM != nil {
-		caCert = args.CACertPEM.ToStringOutput()
-		caKey = pulumi.ToSecret(args.CAKeyPEM).(pulumi.StringOutput)
+	if args.CACertPEM != "" {
+		caCert = pulumi.String(args.CACertPEM).ToStringOutput()
+		caKey = pulumi.ToSecret(pulumi.String(args.CAKeyPEM)).(pulumi.StringOutput)
 	} else {
 		key, err := tls.NewPrivateKey(ctx, name+"-ca-key", &tls.PrivateKeyArgs{
 			Algorithm:  pulumi.String(keyAlgorithm),

@@ -14,96 +14,28 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/secrets-platform/secrets-platform/components/kube"
+	"github.com/secrets-platform/secrets-platform/components/validate"
 )
 
 // TypeToken is the Pulumi type of the HardenedVault component.
 const TypeToken = "platform:vault:HardenedVault"
 
-// Defaults for the zero values of HardenedVaultArgs.
-const (
-	DefaultChartVersion      = "0.34.1"
-	DefaultChartRepo         = "https://helm.releases.hashicorp.com"
-	DefaultTimeoutSeconds    = 600
-	DefaultStorageSize       = "10Gi"
-	DefaultClusterDomain     = "cluster.local"
-	DefaultValidityHours     = 8760  // one year
-	DefaultEarlyRenewalHours = 720   // re-issue in the last 30 days
-	DefaultCAValidityHours   = 87600 // ten years
-	// DefaultImage is the server image of chart 0.34.1 (its
-	// server.image.tag), set explicitly so a chart bump cannot change the
-	// Vault version unseen; the jobs that run the Vault CLI reuse it.
-	DefaultImage    = "hashicorp/vault:2.0.4"
-	defaultReplicas = 3
-)
+// DefaultChartVersion is the hashicorp/vault chart DefaultConfig pins.
+const DefaultChartVersion = "0.34.1"
 
-// HardenedVaultArgs configures HardenedVault. Values are expected to be
-// validated by the caller (package stacks); the component only rejects what
-// it cannot build at all.
+// HardenedVaultArgs configures HardenedVault: its Config and the inputs that
+// come from NamespaceGuardrails and KMSUnseal.
 type HardenedVaultArgs struct {
+	Config
 	// Namespace to install into, normally NamespaceGuardrails' output so
 	// that Vault waits for its guardrails (required). DNS names, secrets and
 	// the release derive from it.
 	Namespace pulumi.StringInput
-	// Replicas is the number of Raft voters, 3 or 5; 0 means 3.
-	Replicas int
-	// ChartVersion of hashicorp/vault; "" means DefaultChartVersion.
-	ChartVersion string
-	// ChartRepo is the Helm repository; "" means DefaultChartRepo.
-	ChartRepo string
-	// Image is the server image, repository:tag; "" means DefaultImage.
-	Image string
-	// ServiceAccountName is the name of Vault's service account, which the
-	// IRSA role's trust policy names; "" means the component name.
-	ServiceAccountName string
 	// ServiceAccountRoleARN is the IAM role Vault assumes through IRSA to use
 	// the unseal key (required).
 	ServiceAccountRoleARN pulumi.StringInput
-	// TLS configures the CA and the server certificate.
-	TLS TLSArgs
 	// Seal is the AWS KMS key that unseals Vault (required).
 	Seal SealArgs
-	// Resources are the Vault container's requests and limits.
-	Resources kube.Resources
-	// DataStorageSize is each voter's Raft volume; "" means 10Gi.
-	DataStorageSize string
-	// AuditStorageSize is each voter's audit log volume; "" means 10Gi.
-	AuditStorageSize string
-	// StorageClass of both volumes; "" means the cluster's default.
-	StorageClass string
-	// ClusterDomain is the cluster's DNS domain; "" means cluster.local.
-	ClusterDomain string
-	// Mlock lets Vault lock its memory: disable_mlock = false and the
-	// IPC_LOCK capability, which no Pod Security level but privileged
-	// admits. false (the default) is DESIGN decision 1.
-	Mlock bool
-	// PrometheusOperator turns on the chart's ServiceMonitor, which needs
-	// the Prometheus Operator's CRDs in the cluster.
-	PrometheusOperator bool
-	// TimeoutSeconds bounds the Helm install or upgrade, which waits for
-	// readiness; 0 means DefaultTimeoutSeconds.
-	TimeoutSeconds int
-}
-
-// TLSArgs configures the PKI. With CACertPEM and CAKeyPEM both set the
-// server certificate is signed by that CA and no CA is created (bring your
-// own CA); with neither, a self-signed CA is created.
-type TLSArgs struct {
-	// ValidityHours of the server certificate; 0 means 8760.
-	ValidityHours int
-	// EarlyRenewalHours: `pulumi up` re-issues the server certificate this
-	// long before it expires; 0 means 720.
-	EarlyRenewalHours int
-	// CAValidityHours of the self-signed CA; 0 means 87600.
-	CAValidityHours int
-	// CAEarlyRenewalHours of the self-signed CA; 0 renews it only when it
-	// has expired. The key stays, so certificates it signed stay valid.
-	CAEarlyRenewalHours int
-	// Organization in the certificates' subjects; optional.
-	Organization string
-	// CACertPEM is the certificate of a CA to sign with (optional).
-	CACertPEM pulumi.StringInput
-	// CAKeyPEM is that CA's private key, a secret (optional).
-	CAKeyPEM pulumi.StringInput
 }
 
 // SealArgs is the awskms seal, normally KMSUnseal's outputs.
@@ -126,6 +58,9 @@ type HardenedVault struct {
 	// https://<name>-active.<namespace>.svc:8200: for whoever needs the
 	// leader (snapshots, the bootstrap), so no request is redirected.
 	ActiveAddress pulumi.StringOutput
+	// Image is the Vault image the servers run, for jobs that run the
+	// Vault CLI: one Vault version everywhere.
+	Image pulumi.StringOutput
 	// CACertPEM is the certificate of the CA that signed Vault's
 	// certificate: what clients trust. Public.
 	CACertPEM pulumi.StringOutput
@@ -162,10 +97,10 @@ func NewHardenedVault(ctx *pulumi.Context, name string, args *HardenedVaultArgs,
 	if args == nil {
 		return nil, errors.New("vault: args are required")
 	}
-	a, err := withDefaults(name, *args)
-	if err != nil {
+	if err := check(name, args); err != nil {
 		return nil, err
 	}
+	a := args
 
 	comp := &HardenedVault{}
 	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
@@ -227,11 +162,11 @@ func NewHardenedVault(ctx *pulumi.Context, name string, args *HardenedVaultArgs,
 				Config:             string(config),
 				TLSSecretName:      tlsSecretName,
 				CASecretName:       caSecretName,
-				ServiceAccountName: a.ServiceAccountName,
+				ServiceAccountName: a.ServiceAccount,
 				RoleARN:            roleARN,
 				Resources:          a.Resources,
-				DataStorageSize:    a.DataStorageSize,
-				AuditStorageSize:   a.AuditStorageSize,
+				DataStorageSize:    a.DataStorage,
+				AuditStorageSize:   a.AuditStorage,
 				StorageClass:       a.StorageClass,
 				Mlock:              a.Mlock,
 				PrometheusOperator: a.PrometheusOperator,
@@ -264,17 +199,19 @@ func NewHardenedVault(ctx *pulumi.Context, name string, args *HardenedVaultArgs,
 
 	comp.Address = pulumi.Sprintf("https://%s.%s.svc:%d", name, ns, apiPort)
 	comp.ActiveAddress = pulumi.Sprintf("https://%s-active.%s.svc:%d", name, ns, apiPort)
+	comp.Image = pulumi.String(a.Image).ToStringOutput()
 	comp.CACertPEM = certs.caCertPEM
 	comp.ServerPrivateKeyPEM = certs.serverKeyPEM
 	comp.TLSSecretName = tlsSecret.Metadata.Name().Elem()
 	comp.CASecretName = caSecret.Metadata.Name().Elem()
-	comp.ServiceAccountName = pulumi.String(a.ServiceAccountName).ToStringOutput()
+	comp.ServiceAccountName = pulumi.String(a.ServiceAccount).ToStringOutput()
 	comp.ReleaseStatus = release.Status.Status()
 	comp.Release = release
 
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{
 		"address":             comp.Address,
 		"activeAddress":       comp.ActiveAddress,
+		"image":               comp.Image,
 		"caCertPem":           comp.CACertPEM,
 		"serverPrivateKeyPem": comp.ServerPrivateKeyPEM,
 		"tlsSecretName":       comp.TLSSecretName,
@@ -287,49 +224,16 @@ func NewHardenedVault(ctx *pulumi.Context, name string, args *HardenedVaultArgs,
 	return comp, nil
 }
 
-// withDefaults checks what the component cannot do without and fills the
-// zero values with defaults.
-func withDefaults(name string, a HardenedVaultArgs) (HardenedVaultArgs, error) {
-	switch {
-	case name == "":
-		return a, errors.New("vault: a name is required")
-	case a.Namespace == nil:
-		return a, errors.New("vault: Namespace is required")
-	case a.ServiceAccountRoleARN == nil:
-		return a, errors.New("vault: ServiceAccountRoleARN is required (IRSA role for the KMS seal)")
-	case a.Seal.Region == nil || a.Seal.KMSKeyID == nil:
-		return a, errors.New("vault: Seal.Region and Seal.KMSKeyID are required")
-	case (a.TLS.CACertPEM == nil) != (a.TLS.CAKeyPEM == nil):
-		return a, errors.New("vault: TLS.CACertPEM and TLS.CAKeyPEM go together: give both to sign with your CA, or neither")
-	case a.Replicas < 0:
-		return a, fmt.Errorf("vault: Replicas %d is negative", a.Replicas)
+// check validates the Config and requires the inputs, before anything is
+// registered.
+func check(name string, args *HardenedVaultArgs) error {
+	if args == nil {
+		return errors.New("vault: args are required")
 	}
-	if a.Image != "" {
-		if _, _, err := kube.SplitImage(a.Image); err != nil {
-			return a, fmt.Errorf("vault: Image: %w", err)
-		}
-	}
-	setDefault(&a.Replicas, defaultReplicas)
-	setDefault(&a.ChartVersion, DefaultChartVersion)
-	setDefault(&a.ChartRepo, DefaultChartRepo)
-	setDefault(&a.Image, DefaultImage)
-	setDefault(&a.ServiceAccountName, name)
-	setDefault(&a.DataStorageSize, DefaultStorageSize)
-	setDefault(&a.AuditStorageSize, DefaultStorageSize)
-	setDefault(&a.ClusterDomain, DefaultClusterDomain)
-	setDefault(&a.TimeoutSeconds, DefaultTimeoutSeconds)
-	setDefault(&a.TLS.ValidityHours, DefaultValidityHours)
-	setDefault(&a.TLS.EarlyRenewalHours, DefaultEarlyRenewalHours)
-	setDefault(&a.TLS.CAValidityHours, DefaultCAValidityHours)
-	if a.TLS.EarlyRenewalHours >= a.TLS.ValidityHours {
-		return a, fmt.Errorf("vault: TLS.EarlyRenewalHours %d must be below ValidityHours %d", a.TLS.EarlyRenewalHours, a.TLS.ValidityHours)
-	}
-	return a, nil
-}
-
-func setDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
+	problems := validate.Problems(args.Validate(name))
+	problems.Required("Namespace", args.Namespace)
+	problems.Required("ServiceAccountRoleARN (the IRSA role for the KMS seal)", args.ServiceAccountRoleARN)
+	problems.Required("Seal.Region", args.Seal.Region)
+	problems.Required("Seal.KMSKeyID", args.Seal.KMSKeyID)
+	return validate.Err("vault "+name+": invalid args", problems)
 }

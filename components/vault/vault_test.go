@@ -41,26 +41,28 @@ const (
 // newArgs are the production numbers of the seed (3 voters), from the
 // namespace given.
 func newArgs(namespace string, replicas int) *vault.HardenedVaultArgs {
+	c := vault.DefaultConfig()
+	c.Replicas = replicas
+	c.TLS = vault.TLSConfig{
+		ValidityHours:     2160,
+		EarlyRenewalHours: 360,
+		CAValidityHours:   43800,
+		Organization:      "Secrets Platform",
+	}
+	c.Resources = kube.Resources{
+		Requests: map[string]string{"cpu": "250m", "memory": "256Mi"},
+		Limits:   map[string]string{"cpu": "1", "memory": "512Mi"},
+	}
+	c.DataStorage = "10Gi"
+	c.AuditStorage = "5Gi"
+	c.StorageClass = "gp3"
+	c.PrometheusOperator = true
+	c.TimeoutSeconds = 900
 	return &vault.HardenedVaultArgs{
+		Config:                c,
 		Namespace:             pulumi.String(namespace),
-		Replicas:              replicas,
 		ServiceAccountRoleARN: pulumi.String(roleARN),
-		TLS: vault.TLSArgs{
-			ValidityHours:     2160,
-			EarlyRenewalHours: 360,
-			CAValidityHours:   43800,
-			Organization:      "Secrets Platform",
-		},
-		Seal: vault.SealArgs{Region: pulumi.String(region), KMSKeyID: pulumi.String(keyID)},
-		Resources: kube.Resources{
-			Requests: map[string]string{"cpu": "250m", "memory": "256Mi"},
-			Limits:   map[string]string{"cpu": "1", "memory": "512Mi"},
-		},
-		DataStorageSize:    "10Gi",
-		AuditStorageSize:   "5Gi",
-		StorageClass:       "gp3",
-		PrometheusOperator: true,
-		TimeoutSeconds:     900,
+		Seal:                  vault.SealArgs{Region: pulumi.String(region), KMSKeyID: pulumi.String(keyID)},
 	}
 }
 
@@ -74,13 +76,13 @@ type result struct {
 // run builds one HardenedVault under mocks and awaits its outputs.
 func run(t *testing.T, name string, args *vault.HardenedVaultArgs) result {
 	t.Helper()
-	outputs := map[string]internals.UnsafeAwaitOutputResult{}
-	mon, err := runMocked(func(ctx *pulumi.Context) error {
+	var outputs map[string]internals.UnsafeAwaitOutputResult
+	mon, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 		v, err := vault.NewHardenedVault(ctx, name, args)
 		if err != nil {
 			return err
 		}
-		for key, o := range map[string]pulumi.Output{
+		outputs, err = tests.Await(ctx, map[string]pulumi.Output{
 			"address":       v.Address,
 			"caCertPEM":     v.CACertPEM,
 			"serverKey":     v.ServerPrivateKeyPEM,
@@ -88,25 +90,13 @@ func run(t *testing.T, name string, args *vault.HardenedVaultArgs) result {
 			"caSecret":      v.CASecretName,
 			"account":       v.ServiceAccountName,
 			"releaseStatus": v.ReleaseStatus,
-		} {
-			r, err := internals.UnsafeAwaitOutput(ctx.Context(), o)
-			if err != nil {
-				return fmt.Errorf("awaiting %s: %w", key, err)
-			}
-			outputs[key] = r
-		}
-		return nil
+		})
+		return err
 	})
 	if err != nil {
 		t.Fatalf("program failed under mocks: %v", err)
 	}
 	return result{mon: mon, component: tests.MustFind(t, mon, vault.TypeToken, name), outputs: outputs}
-}
-
-// runMocked runs program under the recording mocks and returns its error,
-// for the tests that expect one.
-func runMocked(program pulumi.RunFunc) (*recorder.Monitor, error) {
-	return recorder.Run("test", recorder.StackConfig{Values: map[string]string{}}, program)
 }
 
 func (r result) output(t *testing.T, key string) string {
@@ -445,7 +435,7 @@ func TestProductionThreeVoters(t *testing.T) {
 
 func TestFiveVotersAndNamesFromTheComponentName(t *testing.T) {
 	args := newArgs("platform", 5)
-	args.ServiceAccountName = "kv-server"
+	args.ServiceAccount = "kv-server"
 	r := run(t, "kv", args)
 
 	dns := strs(t, tests.Plain(tests.MustFind(t, r.mon, typeCertRequest, "kv-server-csr").Inputs["dnsNames"]))
@@ -477,8 +467,8 @@ func TestFiveVotersAndNamesFromTheComponentName(t *testing.T) {
 func TestBringYourOwnCA(t *testing.T) {
 	caPEM, keyPEM := tests.NewTestCA(t)
 	args := newArgs("production", 3)
-	args.TLS.CACertPEM = pulumi.String(caPEM)
-	args.TLS.CAKeyPEM = pulumi.ToSecret(pulumi.String(keyPEM)).(pulumi.StringOutput)
+	args.TLS.CACertPEM = caPEM
+	args.TLS.CAKeyPEM = keyPEM
 	r := run(t, "vault", args)
 
 	if got := r.mon.ByType(typeSelfSignedCert); len(got) != 0 {
@@ -542,7 +532,7 @@ func TestArgsErrors(t *testing.T) {
 		"no namespace":         func(a *vault.HardenedVaultArgs) { a.Namespace = nil },
 		"no role":              func(a *vault.HardenedVaultArgs) { a.ServiceAccountRoleARN = nil },
 		"no seal key":          func(a *vault.HardenedVaultArgs) { a.Seal.KMSKeyID = nil },
-		"CA cert without key":  func(a *vault.HardenedVaultArgs) { a.TLS.CACertPEM = pulumi.String(ca) },
+		"CA cert without key":  func(a *vault.HardenedVaultArgs) { a.TLS.CACertPEM = ca },
 		"renewal not below":    func(a *vault.HardenedVaultArgs) { a.TLS.EarlyRenewalHours = a.TLS.ValidityHours },
 		"negative replicas":    func(a *vault.HardenedVaultArgs) { a.Replicas = -1 },
 		"unparsable resources": func(a *vault.HardenedVaultArgs) { a.Resources.Limits = map[string]string{"cpu": "lots"} },
@@ -550,7 +540,7 @@ func TestArgsErrors(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			args := newArgs("production", 3)
 			mutate(args)
-			mon, err := runMocked(func(ctx *pulumi.Context) error {
+			mon, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 				_, err := vault.NewHardenedVault(ctx, "vault", args)
 				return err
 			})
@@ -560,7 +550,7 @@ func TestArgsErrors(t *testing.T) {
 		})
 	}
 	t.Run("nil args", func(t *testing.T) {
-		_, err := runMocked(func(ctx *pulumi.Context) error {
+		_, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 			_, err := vault.NewHardenedVault(ctx, "vault", nil)
 			return err
 		})

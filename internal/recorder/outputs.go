@@ -2,16 +2,10 @@ package recorder
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"fmt"
-	"math/big"
 	"net"
 	"strings"
 	"time"
@@ -21,8 +15,10 @@ import (
 
 // mockOutputs returns the state a real provider would answer with: the
 // inputs, plus computed properties. TLS resources get real keys and
-// certificates so that tests can parse what the program would receive.
-func mockOutputs(typeToken, name, id string, inputs resource.PropertyMap) (resource.PropertyMap, error) {
+// certificates so that tests can parse what the program would receive;
+// they are derived from the stack and the resource's name (keys.go), and
+// certificates start at the monitor's clock, so a run is reproducible.
+func (m *Monitor) mockOutputs(typeToken, name, id string, inputs resource.PropertyMap) (resource.PropertyMap, error) {
 	out := inputs.Copy()
 	set := func(key string, v any) {
 		if _, has := out[resource.PropertyKey(key)]; !has {
@@ -35,7 +31,7 @@ func mockOutputs(typeToken, name, id string, inputs resource.PropertyMap) (resou
 
 	switch typeToken {
 	case "tls:index/privateKey:PrivateKey":
-		key, err := newKey(plainString(inputs, "algorithm"))
+		key, err := seededKey(plainString(inputs, "algorithm"), m.stack, name)
 		if err != nil {
 			return nil, err
 		}
@@ -55,8 +51,8 @@ func mockOutputs(typeToken, name, id string, inputs resource.PropertyMap) (resou
 		if err != nil {
 			return nil, err
 		}
-		tmpl := certTemplate(inputs)
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+		tmpl := m.certTemplate(name, inputs)
+		der, err := x509.CreateCertificate(nil, tmpl, tmpl, key.Public(), key)
 		if err != nil {
 			return nil, err
 		}
@@ -66,8 +62,8 @@ func mockOutputs(typeToken, name, id string, inputs resource.PropertyMap) (resou
 		if err != nil {
 			return nil, err
 		}
-		tmpl := certTemplate(inputs)
-		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		tmpl := m.certTemplate(name, inputs)
+		der, err := x509.CreateCertificateRequest(nil, &x509.CertificateRequest{
 			Subject: tmpl.Subject, DNSNames: tmpl.DNSNames, IPAddresses: tmpl.IPAddresses,
 		}, key)
 		if err != nil {
@@ -75,7 +71,7 @@ func mockOutputs(typeToken, name, id string, inputs resource.PropertyMap) (resou
 		}
 		set("certRequestPem", encodePEM("CERTIFICATE REQUEST", der))
 	case "tls:index/locallySignedCert:LocallySignedCert":
-		pem, err := signRequest(inputs)
+		pem, err := m.signRequest(name, inputs)
 		if err != nil {
 			return nil, err
 		}
@@ -162,16 +158,6 @@ func plainNumber(m resource.PropertyMap, key string) float64 {
 	return 0
 }
 
-func newKey(algorithm string) (crypto.Signer, error) {
-	switch algorithm {
-	case "", "RSA":
-		return rsa.GenerateKey(rand.Reader, 2048)
-	case "ECDSA":
-		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	}
-	return nil, fmt.Errorf("unsupported algorithm %q", algorithm)
-}
-
 func parseKey(pemText string) (crypto.Signer, error) {
 	block, _ := pem.Decode([]byte(pemText))
 	if block == nil {
@@ -183,9 +169,9 @@ func parseKey(pemText string) (crypto.Signer, error) {
 	}
 	signer, ok := key.(crypto.Signer)
 	if !ok {
-		return nil, errors.New("private key cannot sign")
+		return nil, errNotSigner
 	}
-	return signer, nil
+	return deterministicSigner{signer}, nil
 }
 
 func encodePEM(kind string, der []byte) string {
@@ -194,11 +180,12 @@ func encodePEM(kind string, der []byte) string {
 
 // certTemplate reads the subject, names, validity and usages the tls
 // provider takes as inputs.
-func certTemplate(inputs resource.PropertyMap) *x509.Certificate {
+func (m *Monitor) certTemplate(name string, inputs resource.PropertyMap) *x509.Certificate {
+	start := m.now()
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		NotBefore:    time.Now(),
-		NotAfter:     time.Now().Add(time.Duration(plainNumber(inputs, "validityPeriodHours")) * time.Hour),
+		SerialNumber: seededSerial(m.stack, name),
+		NotBefore:    start,
+		NotAfter:     start.Add(time.Duration(plainNumber(inputs, "validityPeriodHours")) * time.Hour),
 		DNSNames:     plainStrings(inputs, "dnsNames"),
 	}
 	for _, ip := range plainStrings(inputs, "ipAddresses") {
@@ -236,7 +223,7 @@ func certTemplate(inputs resource.PropertyMap) *x509.Certificate {
 
 // signRequest signs the certificate request with the CA, as
 // tls.LocallySignedCert does.
-func signRequest(inputs resource.PropertyMap) (string, error) {
+func (m *Monitor) signRequest(name string, inputs resource.PropertyMap) (string, error) {
 	reqBlock, _ := pem.Decode([]byte(plainString(inputs, "certRequestPem")))
 	caBlock, _ := pem.Decode([]byte(plainString(inputs, "caCertPem")))
 	if reqBlock == nil || caBlock == nil {
@@ -254,9 +241,9 @@ func signRequest(inputs resource.PropertyMap) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tmpl := certTemplate(inputs)
+	tmpl := m.certTemplate(name, inputs)
 	tmpl.Subject, tmpl.DNSNames, tmpl.IPAddresses = req.Subject, req.DNSNames, req.IPAddresses
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, req.PublicKey, caKey)
+	der, err := x509.CreateCertificate(nil, tmpl, ca, req.PublicKey, caKey)
 	if err != nil {
 		return "", err
 	}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
@@ -45,6 +46,10 @@ type Resource struct {
 // Monitor is a pulumi.MockResourceMonitor that records every resource.
 type Monitor struct {
 	stack string
+	// Clock, when set, is when the mock's certificates start; zero means
+	// now, which keeps them valid for the tests that verify them. The
+	// offline render sets RenderClock, so two renders are identical.
+	Clock time.Time
 
 	mu        sync.Mutex
 	resources []Resource
@@ -79,7 +84,7 @@ func (m *Monitor) NewResource(args pulumi.MockResourceArgs) (string, resource.Pr
 	if args.ID != "" {
 		id = args.ID
 	}
-	outputs, err := mockOutputs(args.TypeToken, args.Name, id, args.Inputs)
+	outputs, err := m.mockOutputs(args.TypeToken, args.Name, id, args.Inputs)
 	if err != nil {
 		return "", nil, fmt.Errorf("mocking %s %q: %w", args.TypeToken, args.Name, err)
 	}
@@ -200,6 +205,16 @@ func (m *Monitor) Tree() string {
 	fmt.Fprintf(&b, "%s %s-%s\n", resource.RootStackType, Project, m.stack)
 	walk(stackURN, 1)
 	return b.String()
+}
+
+// RenderClock is the fixed start of the certificates in an offline render.
+var RenderClock = time.Date(2026, time.January, 1, 0, 0, 0, 0, time.UTC)
+
+func (m *Monitor) now() time.Time {
+	if m.Clock.IsZero() {
+		return time.Now()
+	}
+	return m.Clock
 }
 
 func (m *Monitor) urn(parent, typ, name string) string {

@@ -142,6 +142,12 @@ func Run(stack string, cfg StackConfig, program pulumi.RunFunc) (*Monitor, error
 	return mon, mon.Run(cfg, program)
 }
 
+// RunComponent executes program for a stack called "test" with no config:
+// how tests build components in isolation, and see their errors.
+func RunComponent(program pulumi.RunFunc) (*Monitor, error) {
+	return Run("test", StackConfig{Values: map[string]string{}}, program)
+}
+
 // Run executes program under this monitor, for instance after FailOn.
 func (m *Monitor) Run(cfg StackConfig, program pulumi.RunFunc) error {
 	return pulumi.RunErr(program,
