@@ -4,7 +4,6 @@
 package stacks
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -16,7 +15,9 @@ import (
 	"github.com/secrets-platform/secrets-platform/components/guardrails"
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
 	"github.com/secrets-platform/secrets-platform/components/observability"
+	"github.com/secrets-platform/secrets-platform/components/validate"
 	"github.com/secrets-platform/secrets-platform/components/vault"
+	"github.com/secrets-platform/secrets-platform/internal/configkeys"
 )
 
 // Config is the whole configuration of one stack. Every key lives under the
@@ -81,8 +82,15 @@ func defaults() Config {
 }
 
 // Load reads the stack's configuration over the defaults and validates it.
-// It registers nothing; every invalid value is reported with its key.
+// It registers nothing; every problem is reported at once, each with its
+// key: keys the program would ignore (a misspelt group, a group's field set
+// at the top level, an unknown field inside a group), values that do not
+// decode, and invalid values.
 func Load(ctx *pulumi.Context) (*Config, error) {
+	problems, err := unknownKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
 	cfg := defaults()
 	cfg.Namespace = config.Get(ctx, "namespace")
 	cfg.Region = config.Get(ctx, "aws:region")
@@ -99,28 +107,41 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 		{"observability", &cfg.Observability},
 	}
 	for _, g := range groups {
-		if err := decodeStrict(ctx, g.key, g.out); err != nil {
-			return nil, err
+		if err := decode(ctx, g.key, g.out); err != nil {
+			problems.Addf(g.key, "%v", err)
 		}
 	}
-	if err := cfg.Validate(); err != nil {
+	problems = append(problems, cfg.problems()...)
+	if err := validate.Err("invalid configuration", problems); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
 }
 
-// decodeStrict reads an object-valued key. Unlike config.TryObject it
-// rejects unknown fields, so a misspelt key fails instead of silently
-// falling back to a default.
-func decodeStrict(ctx *pulumi.Context, key string, out any) error {
+// schema is what Load reads in the project's namespace: Region's key is
+// aws:region, which is not the program's to judge.
+var schema = configkeys.SchemaOf(Config{}, "region")
+
+// unknownKeys reports the keys of the project's namespace that Load would
+// never read. Pulumi itself accepts them: undeclared keys pass its checks.
+func unknownKeys(ctx *pulumi.Context) (validate.Problems, error) {
+	keys, err := configkeys.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	source := fmt.Sprintf("Pulumi.%s.yaml", ctx.Stack())
+	return schema.Unknown(ctx.Project(), source, keys, func(key string) string {
+		v, _ := ctx.GetConfig(key)
+		return v
+	}), nil
+}
+
+// decode reads an object-valued key over its defaults. Unknown fields are
+// left to unknownKeys, which names their whole path.
+func decode(ctx *pulumi.Context, key string, out any) error {
 	raw, err := config.Try(ctx, key)
 	if err != nil {
 		return nil // absent: defaults apply, and validation names what is required
 	}
-	dec := json.NewDecoder(bytes.NewReader([]byte(raw)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(out); err != nil {
-		return fmt.Errorf("%s: %w", key, err)
-	}
-	return nil
+	return json.Unmarshal([]byte(raw), out)
 }

@@ -14,6 +14,11 @@ var (
 
 // Validate checks the whole configuration and reports every problem at once.
 func (c *Config) Validate() error {
+	return validate.Err("invalid configuration", c.problems())
+}
+
+// problems are every invalid value of the configuration.
+func (c *Config) problems() validate.Problems {
 	var p validate.Problems
 	c.validateCluster(&p)
 	p = append(p, c.Guardrails.Validate("guardrails")...)
@@ -24,7 +29,7 @@ func (c *Config) Validate() error {
 	p = append(p, c.Backup.Validate("backup")...)
 	p = append(p, c.ExternalSecrets.Validate("externalSecrets")...)
 	p = append(p, c.Observability.Validate("observability")...)
-	return validate.Err("invalid configuration", p)
+	return p
 }
 
 func (c *Config) validateCluster(p *validate.Problems) {

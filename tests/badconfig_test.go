@@ -1,8 +1,11 @@
 package tests
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/secrets-platform/secrets-platform/internal/recorder"
 	"github.com/secrets-platform/secrets-platform/stacks"
@@ -50,7 +53,17 @@ func TestBadConfigFailsBeforeAnythingIsCreated(t *testing.T) {
 			v["resources"] = map[string]any{"requests": map[string]any{"cpu": "4", "memory": "1Gi"}, "limits": map[string]any{"cpu": "2", "memory": "2Gi"}}
 		}), "vault.resources.requests.cpu: 4 is above the limit 2"},
 		{"misspelt vault key", with("vault", func(v map[string]any) { v["replica"] = 3 }),
-			`vault: json: unknown field "replica"`},
+			"vault.replica: is not a setting of this program (set in Pulumi.production.yaml); did you mean vault.replicas?"},
+		{"misspelt group", map[string]any{ns + "vualt": map[string]any{"replicas": 5}},
+			"secrets-platform:vualt: is not a setting of this program (set in Pulumi.production.yaml); did you mean secrets-platform:vault?"},
+		{"group field at the top level", map[string]any{ns + "replicas": 5},
+			"secrets-platform:replicas: is not a setting of this program (set in Pulumi.production.yaml); did you mean secrets-platform:externalSecrets.replicas or secrets-platform:vault.replicas, a field of a group?"},
+		{"unknown nested field", with("vault", func(v map[string]any) {
+			v["tls"] = map[string]any{"validityHour": 100}
+		}), "vault.tls.validityHour: is not a setting of this program (set in Pulumi.production.yaml); did you mean vault.tls.validityHours?"},
+		{"unknown field in a list item", with("externalSecrets", func(e map[string]any) {
+			e["secrets"].([]any)[0].(map[string]any)["refresh"] = "1m"
+		}), "externalSecrets.secrets[0].refresh: is not a setting of this program (set in Pulumi.production.yaml)"},
 		{"unparsable quota", with("guardrails", func(g map[string]any) {
 			g["quota"].(map[string]any)["requests.cpu"] = "eight"
 		}), `guardrails.quota.requests.cpu: "eight" is not a Kubernetes quantity`},
@@ -143,5 +156,53 @@ func TestOverQuotaFailsWithTheNumbers(t *testing.T) {
 	}
 	if n := len(mon.Resources()); n != 0 {
 		t.Fatalf("%d resources registered; want none", n)
+	}
+}
+
+// TestUnknownKeysAndBadValuesAreReportedTogether: one run names every
+// problem, so fixing a config is not a loop of one error at a time.
+func TestUnknownKeysAndBadValuesAreReportedTogether(t *testing.T) {
+	const ns = "secrets-platform:"
+	cfg := StackConfig(t, "production", map[string]any{ns + "vualt": map[string]any{"replicas": 5}})
+	vault := decodeGroup(t, cfg, ns+"vault")
+	vault["replicas"], vault["replica"] = 4, 3
+	if err := cfg.Set(ns+"vault", vault); err != nil {
+		t.Fatal(err)
+	}
+	mon, err := recorder.Run("production", cfg, stacks.Run)
+	if err == nil {
+		t.Fatal("the program accepted a misspelt group, a misspelt field and four voters")
+	}
+	for _, want := range []string{
+		"secrets-platform:vualt: is not a setting",
+		"vault.replica: is not a setting",
+		"vault.replicas: 4 is even",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+	if n := len(mon.Resources()); n != 0 {
+		t.Errorf("%d resources were registered; want none", n)
+	}
+}
+
+// TestUnknownKeysUnderTheEngine runs the program the way `pulumi up` does:
+// the config map comes in the engine's environment variable, not through
+// the harness, and a misspelt group must still fail.
+func TestUnknownKeysUnderTheEngine(t *testing.T) {
+	cfg := StackConfig(t, "production", map[string]any{"secrets-platform:vualt": map[string]any{"replicas": 5}})
+	encoded, err := json.Marshal(cfg.Values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(pulumi.EnvConfig, string(encoded))
+	mon := recorder.NewMonitor("production")
+	err = pulumi.RunErr(stacks.Run, pulumi.WithMocks(recorder.Project, "production", mon))
+	if err == nil || !strings.Contains(err.Error(), "secrets-platform:vualt: is not a setting of this program (set in Pulumi.production.yaml); did you mean secrets-platform:vault?") {
+		t.Fatalf("error = %v, want the misspelt group named", err)
+	}
+	if n := len(mon.Resources()); n != 0 {
+		t.Errorf("%d resources were registered; want none", n)
 	}
 }

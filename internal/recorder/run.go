@@ -1,15 +1,20 @@
 package recorder
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"sigs.k8s.io/yaml"
+
+	"github.com/secrets-platform/secrets-platform/internal/configkeys"
 )
 
 // StackConfig is a stack's configuration as the Pulumi engine hands it to a
@@ -148,12 +153,22 @@ func RunComponent(program pulumi.RunFunc) (*Monitor, error) {
 	return Run("test", StackConfig{Values: map[string]string{}}, program)
 }
 
-// Run executes program under this monitor, for instance after FailOn.
+// Run executes program under this monitor, for instance after FailOn. The
+// program learns the stack's keys from its context (configkeys), as the
+// engine's environment variable would tell it, but per run, so tests can
+// run in parallel.
 func (m *Monitor) Run(cfg StackConfig, program pulumi.RunFunc) error {
-	return pulumi.RunErr(program,
-		pulumi.WithMocks(Project, m.stack, m),
-		func(info *pulumi.RunInfo) {
-			info.Config = cfg.Values
-			info.ConfigSecretKeys = cfg.SecretKeys
-		})
+	keys := slices.Sorted(maps.Keys(cfg.Values))
+	ctx, err := pulumi.NewContext(configkeys.WithKeys(context.Background(), keys), pulumi.RunInfo{
+		Project:          Project,
+		Stack:            m.stack,
+		Config:           cfg.Values,
+		ConfigSecretKeys: cfg.SecretKeys,
+		Mocks:            m,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ctx.Close() }()
+	return pulumi.RunWithContext(ctx, program)
 }
