@@ -15,9 +15,11 @@ import (
 // workload is one kind of pod the platform runs in the namespace, with how
 // many of it run at once.
 type workload struct {
-	name      string
-	pods      int64
-	resources kube.Resources
+	name string
+	pods int64
+	// containers are the resources of the pod's containers, which run side
+	// by side, so the pod needs their sum.
+	containers []kube.Resources
 	// storage is what each pod claims through PersistentVolumeClaims.
 	storage []string
 }
@@ -28,15 +30,16 @@ type workload struct {
 func (c *Config) workloads() []workload {
 	e := c.ExternalSecrets
 	return []workload{
-		{name: "vault", pods: int64(c.Vault.Replicas), resources: c.Vault.Resources,
-			storage: []string{c.Vault.DataStorage, c.Vault.AuditStorage}},
-		{name: "external-secrets controller", pods: int64(e.Replicas), resources: e.Resources.Controller},
-		{name: "external-secrets webhook", pods: int64(e.Replicas), resources: e.Resources.Webhook},
-		{name: "external-secrets cert controller", pods: 1, resources: e.Resources.CertController},
+		{name: "vault", pods: int64(c.Vault.Replicas),
+			containers: []kube.Resources{c.Vault.Resources, c.Vault.TLSReloader.Resources},
+			storage:    []string{c.Vault.DataStorage, c.Vault.AuditStorage}},
+		{name: "external-secrets controller", pods: int64(e.Replicas), containers: []kube.Resources{e.Resources.Controller}},
+		{name: "external-secrets webhook", pods: int64(e.Replicas), containers: []kube.Resources{e.Resources.Webhook}},
+		{name: "external-secrets cert controller", pods: 1, containers: []kube.Resources{e.Resources.CertController}},
 		// concurrencyPolicy Forbid: one snapshot pod at a time. Its init and
 		// main containers share the same resources, and a pod's effective
 		// request is the larger of its init containers and its containers.
-		{name: "raft snapshot job", pods: 1, resources: c.Backup.Resources},
+		{name: "raft snapshot job", pods: 1, containers: []kube.Resources{c.Backup.Resources}},
 	}
 }
 
@@ -54,13 +57,18 @@ func CheckCapacity(cfg *Config) error {
 		totals[key] = t
 	}
 	for _, w := range cfg.workloads() {
-		req, err := w.resources.Requirements()
-		if err != nil {
-			return fmt.Errorf("capacity of %s: %w", w.name, err)
-		}
-		for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-			add("requests."+string(r), req.Requests[r], w.pods)
-			add("limits."+string(r), req.Limits[r], w.pods)
+		var cpu, mem resource.Quantity
+		for _, c := range w.containers {
+			req, err := c.Requirements()
+			if err != nil {
+				return fmt.Errorf("capacity of %s: %w", w.name, err)
+			}
+			for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+				add("requests."+string(r), req.Requests[r], w.pods)
+				add("limits."+string(r), req.Limits[r], w.pods)
+			}
+			cpu.Add(req.Requests[corev1.ResourceCPU])
+			mem.Add(req.Requests[corev1.ResourceMemory])
 		}
 		add("pods", *resource.NewQuantity(1, resource.DecimalSI), w.pods)
 		for _, s := range w.storage {
@@ -70,7 +78,6 @@ func CheckCapacity(cfg *Config) error {
 			}
 			add("requests.storage", q, w.pods)
 		}
-		cpu, mem := req.Requests[corev1.ResourceCPU], req.Requests[corev1.ResourceMemory]
 		parts = append(parts, fmt.Sprintf("%d x %s (requests cpu %s, memory %s)", w.pods, w.name, cpu.String(), mem.String()))
 	}
 

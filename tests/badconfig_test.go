@@ -206,3 +206,23 @@ func TestUnknownKeysUnderTheEngine(t *testing.T) {
 		t.Errorf("%d resources were registered; want none", n)
 	}
 }
+
+// TestCapacityCountsTheTLSReloader: each voter's pod runs Vault and the
+// reloader side by side, so the quota must hold both.
+func TestCapacityCountsTheTLSReloader(t *testing.T) {
+	const key = "secrets-platform:vault"
+	v := decodeGroup(t, StackConfig(t, "production", nil), key)
+	v["tlsReloader"] = map[string]any{"resources": map[string]any{
+		"requests": map[string]any{"cpu": "3", "memory": "16Mi"},
+		"limits":   map[string]any{"cpu": "3", "memory": "32Mi"},
+	}}
+	_, err := recorder.Run("production", StackConfig(t, "production", map[string]any{key: v}), stacks.Run)
+	if err == nil {
+		t.Fatal("3 voters of 500m + 3 cpu fit a quota of 8 cpu: the reloader is not counted")
+	}
+	for _, want := range []string{"requests.cpu: the platform needs", "3 x vault (requests cpu 3500m"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+}

@@ -40,6 +40,9 @@ type Config struct {
 	StorageClass string `json:"storageClass,omitempty"`
 	// TimeoutSeconds bounds how long the release waits for readiness. Default: 600.
 	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
+	// TLSReloader is the sidecar in each Vault pod that makes Vault load a
+	// re-issued certificate (SIGHUP), with no restart.
+	TLSReloader ReloaderConfig `json:"tlsReloader"`
 	// ClusterDomain is the cluster's DNS domain, in the certificate's names.
 	// Default: cluster.local.
 	ClusterDomain string `json:"-"`
@@ -73,6 +76,18 @@ type TLSConfig struct {
 	CAKeyPEM string `json:"caKeyPem,omitempty"`
 }
 
+// ReloaderConfig configures the TLS reloader sidecar.
+type ReloaderConfig struct {
+	// IntervalSeconds is how often it compares the mounted certificate with
+	// the one Vault loaded: 5 to 3600. The kubelet refreshes a Secret's
+	// files within about a minute of `pulumi up`. Default: 30.
+	IntervalSeconds int `json:"intervalSeconds,omitempty"`
+	// Resources are the sidecar's requests and limits, counted in the
+	// namespace quota. Default: requests cpu 10m, memory 16Mi; limits cpu
+	// 50m, memory 32Mi.
+	Resources kube.Resources `json:"resources"`
+}
+
 // DefaultConfig is where every default of Config is stated.
 func DefaultConfig() Config {
 	return Config{
@@ -94,7 +109,14 @@ func DefaultConfig() Config {
 		DataStorage:    "10Gi",
 		AuditStorage:   "5Gi",
 		TimeoutSeconds: 600,
-		ClusterDomain:  "cluster.local",
+		TLSReloader: ReloaderConfig{
+			IntervalSeconds: 30,
+			Resources: kube.Resources{
+				Requests: map[string]string{"cpu": "10m", "memory": "16Mi"},
+				Limits:   map[string]string{"cpu": "50m", "memory": "32Mi"},
+			},
+		},
+		ClusterDomain: "cluster.local",
 	}
 }
 
@@ -121,6 +143,10 @@ func (c Config) Validate(path string) []validate.Problem {
 	p.Quantity(key("dataStorage"), c.DataStorage)
 	p.Quantity(key("auditStorage"), c.AuditStorage)
 	p.Positive(key("timeoutSeconds"), c.TimeoutSeconds)
+	if s := c.TLSReloader.IntervalSeconds; s < 5 || s > 3600 {
+		p.Addf(key("tlsReloader.intervalSeconds"), "%d is outside 5..3600 seconds; the reloader checks the certificate this often", s)
+	}
+	p.WorkloadResources(key("tlsReloader.resources"), c.TLSReloader.Resources)
 	p.NonEmpty(key("clusterDomain"), c.ClusterDomain)
 	return p
 }

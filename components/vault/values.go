@@ -50,6 +50,10 @@ type serverValues struct {
 	// (volumeMounts); extraVolumes is deprecated.
 	Volumes      []corev1.Volume      `json:"volumes"`
 	VolumeMounts []corev1.VolumeMount `json:"volumeMounts"`
+	// Rendered with toYaml after the vault container.
+	ExtraContainers []corev1.Container `json:"extraContainers"`
+	// Lets a sidecar see, and signal, the Vault server process.
+	ShareProcessNamespace bool `json:"shareProcessNamespace"`
 	// A string or an object in the chart; an object replaces its default.
 	Affinity                  *corev1.Affinity                  `json:"affinity"`
 	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints"`
@@ -199,6 +203,9 @@ type valuesParams struct {
 	StorageClass       string
 	Mlock              bool
 	PrometheusOperator bool
+	Reloader           ReloaderConfig
+	// ReloaderConfigMap holds the reloader's script.
+	ReloaderConfigMap string
 }
 
 // tlsDir is where the TLS secret is mounted in the Vault container.
@@ -236,6 +243,16 @@ func chartValuesFor(p valuesParams) (*chartValues, error) {
 		return nil, fmt.Errorf("vault image: %w", err)
 	}
 
+	reloader, reloaderVolume, err := reloaderSidecar(reloaderParams{
+		Image:           p.Image,
+		TLSSecretName:   p.TLSSecretName,
+		IntervalSeconds: p.Reloader.IntervalSeconds,
+		Resources:       p.Reloader.Resources,
+	}, p.ReloaderConfigMap)
+	if err != nil {
+		return nil, err
+	}
+
 	selector := &metav1.LabelSelector{MatchLabels: ServerPodLabels(p.Name)}
 	v := &chartValues{
 		FullnameOverride: p.Name,
@@ -263,11 +280,16 @@ func chartValuesFor(p valuesParams) (*chartValues, error) {
 					DefaultMode: ptr.To[int32](0o440),
 				}}},
 				{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				reloaderVolume,
 			},
 			VolumeMounts: []corev1.VolumeMount{
 				{Name: tlsVolume, MountPath: tlsDir(p.TLSSecretName), ReadOnly: true},
 				{Name: tmpVolume, MountPath: "/tmp"},
 			},
+			// Vault loads a re-issued certificate only on SIGHUP, and the
+			// chart's OnDelete StatefulSet never restarts it by itself.
+			ExtraContainers:       []corev1.Container{reloader},
+			ShareProcessNamespace: true,
 			Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
 				// One voter per node: losing a node costs one vote.
 				RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{

@@ -139,6 +139,14 @@ func NewHardenedVault(ctx *pulumi.Context, name string, args *HardenedVaultArgs,
 	if err != nil {
 		return nil, fmt.Errorf("creating CA secret: %w", err)
 	}
+	reloaderName := name + "-tls-reloader"
+	reloaderScript, err := corev1.NewConfigMap(ctx, reloaderName, &corev1.ConfigMapArgs{
+		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(reloaderName), Namespace: ns},
+		Data:     pulumi.StringMap{reloadScriptKey: pulumi.String(ReloadScript)},
+	}, parent)
+	if err != nil {
+		return nil, fmt.Errorf("creating TLS reloader script: %w", err)
+	}
 
 	values := pulumi.All(ns, a.ServiceAccountRoleARN, a.Seal.Region, a.Seal.KMSKeyID).ApplyT(
 		func(v []any) (map[string]any, error) {
@@ -170,6 +178,8 @@ func NewHardenedVault(ctx *pulumi.Context, name string, args *HardenedVaultArgs,
 				StorageClass:       a.StorageClass,
 				Mlock:              a.Mlock,
 				PrometheusOperator: a.PrometheusOperator,
+				Reloader:           a.TLSReloader,
+				ReloaderConfigMap:  reloaderName,
 			})
 			if err != nil {
 				return nil, err
@@ -192,7 +202,7 @@ func NewHardenedVault(ctx *pulumi.Context, name string, args *HardenedVaultArgs,
 		SkipAwait:       pulumi.Bool(false),
 		Timeout:         pulumi.Int(a.TimeoutSeconds),
 		CreateNamespace: pulumi.Bool(false),
-	}, parent, pulumi.DependsOn([]pulumi.Resource{tlsSecret, caSecret})) // the pods mount them
+	}, parent, pulumi.DependsOn([]pulumi.Resource{tlsSecret, caSecret, reloaderScript})) // the pods mount them
 	if err != nil {
 		return nil, fmt.Errorf("creating vault release: %w", err)
 	}
