@@ -94,9 +94,6 @@ func ServerPodLabels(name string) map[string]string {
 
 // NewHardenedVault creates the PKI, the TLS secrets and the Vault release.
 func NewHardenedVault(ctx *pulumi.Context, name string, args *HardenedVaultArgs, opts ...pulumi.ResourceOption) (*HardenedVault, error) {
-	if args == nil {
-		return nil, errors.New("vault: args are required")
-	}
 	if err := check(name, args); err != nil {
 		return nil, err
 	}
