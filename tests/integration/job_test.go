@@ -82,10 +82,12 @@ func runSave(t *testing.T, c *cluster, job snapshotJob, auth snapshotAuth, targe
 		}
 		env = append(env, e.Name+"="+value)
 	}
-	script := job.container.Command[2]
+	// One pass: root itself may lie under a mount path such as /tmp.
+	var mounts []string
 	for _, m := range job.container.VolumeMounts {
-		script = strings.ReplaceAll(script, m.MountPath+"/", filepath.Join(root, m.MountPath)+"/")
+		mounts = append(mounts, m.MountPath+"/", filepath.Join(root, m.MountPath)+"/")
 	}
+	script := strings.NewReplacer(mounts...).Replace(job.container.Command[2])
 
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
