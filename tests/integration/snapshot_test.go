@@ -29,6 +29,9 @@ func TestSnapshotAsTheCronJobTakesIt(t *testing.T) {
 	seal := startTransitSeal(t)
 	c := newCluster(t, r, seal, clusterOptions{})
 	c.bootstrap()
+	// Joiners become voters once autopilot finds them stable; until then a
+	// stepped-down leader is the only voter and takes over again.
+	c.waitAutopilotHealthy(len(c.nodes))
 	root := c.cli(c.leader(), c.rootToken)
 	root.must(t, "secrets", "enable", "-path="+probeMount, "kv-v2")
 	probe := randomHex(t, 16)
