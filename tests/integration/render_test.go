@@ -273,7 +273,9 @@ func snapshotJobOf(t *testing.T, mon *recorder.Monitor) snapshotJob {
 				}
 			}
 		}
-		if v.EmptyDir == nil {
+		// The snapshot's directory: written by the script, read by another
+		// container (both mount /tmp too).
+		if v.EmptyDir == nil || !strings.Contains(j.container.Command[2], m.MountPath+"/") {
 			continue
 		}
 		for _, o := range others {
