@@ -18,7 +18,7 @@ version=v1.21.0
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/bin/tools/vault}
 
-if [ -x "$out" ] && "$out" version 2>/dev/null | grep -q "Vault ${version} "; then
+if [ -x "$out" ] && "$out" version 2>/dev/null | grep -q "^Vault ${version}[ ,]"; then
 	echo "build-vault: $out is already Vault ${version}"
 	exit 0
 fi
