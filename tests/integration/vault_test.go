@@ -49,7 +49,6 @@ func vaultBin(t *testing.T) string {
 type process struct {
 	cmd  *exec.Cmd
 	done chan struct{}
-	err  error
 }
 
 // startProcess runs bin with args and env, appending its output to
@@ -68,7 +67,7 @@ func startProcess(t *testing.T, logPath string, env []string, bin string, args .
 	}
 	p := &process{cmd: cmd, done: make(chan struct{})}
 	go func() {
-		p.err = cmd.Wait()
+		_ = cmd.Wait() // the exit status is in the log
 		close(p.done)
 	}()
 	t.Cleanup(func() { p.stop(t, syscall.SIGTERM) })
