@@ -5,7 +5,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 ACTIONLINT_VERSION    := v1.7.12
 TOOLS := $(CURDIR)/bin/tools
 
-.PHONY: build test lint render preview up tools
+.PHONY: build test lint render preview up tools vault integration
 
 # The deploy binary Pulumi.yaml's runtime.options.binary points at: built
 # once, stripped of debug info, instead of compiled by every preview.
@@ -14,6 +14,16 @@ build:
 
 test:
 	go test ./...
+
+# The Vault server the integration tests run (scripts/build-vault.sh; a
+# no-op when bin/tools/vault already is the pinned version).
+vault:
+	scripts/build-vault.sh
+
+# Real Vault processes on loopback against the rendered HCL, certificates and
+# scripts (tests/integration, build tag integration).
+integration: vault
+	go test -tags integration -count=1 ./tests/integration/...
 
 render:
 	go run ./cmd/render --stack $(STACK) --out $(OUT)

@@ -2,9 +2,10 @@
 # Builds the Vault server the integration tests run, from the Go module proxy.
 #
 # `go install github.com/hashicorp/vault@v1.21.0` is refused because Vault's
-# go.mod replaces vault/api and vault/sdk with nested directories that are not
-# part of the module zip. The go.mod already requires the published api and
-# sdk, so dropping those two replace lines is enough to build it.
+# go.mod replaces vault/api, vault/sdk and vault/api/auth/* with nested
+# directories that are not part of the module zip. The go.mod already
+# requires their published versions, so dropping the replace lines that
+# point into the module is enough to build it.
 #
 # v1.21.0 is pinned on purpose: later 1.21 patches need an sdk that was never
 # published. The chart runs Vault 2.0.x; 1.21 is the closest version that
@@ -17,7 +18,7 @@ version=v1.21.0
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/bin/tools/vault}
 
-if [ -x "$out" ] && "$out" version 2>/dev/null | grep -q "Vault ${version} "; then
+if [ -x "$out" ] && "$out" version 2>/dev/null | grep -q "^Vault ${version}[ ,]"; then
 	echo "build-vault: $out is already Vault ${version}"
 	exit 0
 fi
@@ -33,9 +34,13 @@ work=$(mktemp -d)
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 cp -R "$src/." "$work/"
 chmod -R u+w "$work"
-# Drop only the replace lines that point at the nested api and sdk modules.
-sed -i -e '/^replace github.com\/hashicorp\/vault\/api =>/d' \
-	-e '/^replace github.com\/hashicorp\/vault\/sdk =>/d' "$work/go.mod"
+# Drop only the replace lines that point at Vault's own nested modules (the
+# directories are missing): api, sdk, api/auth/approle, kubernetes, userpass.
+sed -i -e '/^replace github.com\/hashicorp\/vault\/[^ ]* => \.\//d' "$work/go.mod"
+if grep -q '^replace github.com/hashicorp/vault/.* => \./' "$work/go.mod"; then
+	echo "build-vault: a replace of a nested module is left in go.mod" >&2
+	exit 1
+fi
 
 mkdir -p "$(dirname "$out")"
 start=$(date +%s)

@@ -1,0 +1,313 @@
+//go:build integration
+
+package integration
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/secrets-platform/secrets-platform/internal/recorder"
+	"github.com/secrets-platform/secrets-platform/stacks"
+	"github.com/secrets-platform/secrets-platform/tests"
+)
+
+// Type tokens of the recorded registrations the tests read.
+const (
+	releaseType    = "kubernetes:helm.sh/v3:Release"
+	secretType     = "kubernetes:core/v1:Secret"
+	cronJobType    = "kubernetes:batch/v1:CronJob"
+	serviceAccType = "kubernetes:core/v1:ServiceAccount"
+	serverCertType = "tls:index/locallySignedCert:LocallySignedCert"
+)
+
+// rendered is what the production stack gives the Vault pods and the
+// snapshot job, read from the recorded registrations.
+type rendered struct {
+	// release is the Helm release name: pods <release>-<i>, services
+	// <release>, <release>-active, <release>-internal.
+	release   string
+	namespace string
+	replicas  int
+	// config is the Raft HCL of server.ha.raft.config.
+	config []byte
+	// apiAddr is server.ha.apiAddr; "" keeps the chart's default, the pod IP.
+	apiAddr string
+	// pod is the Vault container's filesystem as the chart mounts it.
+	pod podFS
+	// caFile is the pod path of VAULT_CACERT, which the chart sets on the
+	// Vault container for its own CLI.
+	caFile string
+	// cert is the server certificate the listener serves.
+	cert *x509.Certificate
+	job  snapshotJob
+}
+
+// podFS is what kubelet would mount into a container: files by absolute
+// path (the keys of mounted Secrets), and empty directories (emptyDirs and
+// volume claims).
+type podFS struct {
+	files map[string]string
+	dirs  []string
+}
+
+// materialize lays out fs under root, so that root+path holds what path
+// holds in the pod.
+func (fs podFS) materialize(t *testing.T, root string) {
+	t.Helper()
+	for _, dir := range fs.dirs {
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for path, content := range fs.files {
+		full := filepath.Join(root, path)
+		if err := os.MkdirAll(filepath.Dir(full), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// render runs the production stack under the recording mocks and collects
+// what the tests start Vault and the snapshot job from.
+func render(t *testing.T) *rendered {
+	t.Helper()
+	mon := tests.Run(t, "production", tests.StackConfig(t, "production", nil), stacks.Run)
+
+	var release *recorder.Resource
+	for _, r := range mon.ByType(releaseType) {
+		if tests.Plain(r.Inputs["chart"]) == "vault" {
+			release = &r
+		}
+	}
+	if release == nil {
+		t.Fatalf("no Helm release of the vault chart was registered:\n%s", mon.Tree())
+	}
+	values := tests.HelmValues(t, *release)
+	r := &rendered{
+		release:   str(tests.Plain(release.Inputs["name"])),
+		namespace: str(tests.Plain(release.Inputs["namespace"])),
+		config:    []byte(str(tests.Path(values, "server", "ha", "raft", "config"))),
+		apiAddr:   str(tests.Path(values, "server", "ha", "apiAddr")),
+		caFile:    str(tests.Path(values, "server", "extraEnvironmentVars", "VAULT_CACERT")),
+	}
+	if n, ok := tests.Path(values, "server", "ha", "replicas").(float64); ok {
+		r.replicas = int(n)
+	}
+	if r.release == "" || r.namespace == "" || len(r.config) == 0 || r.replicas < 1 || r.caFile == "" {
+		t.Fatalf("the vault release lacks a name, namespace, server.ha.raft.config, server.ha.replicas or VAULT_CACERT: %+v", r)
+	}
+
+	var volumes []corev1.Volume
+	var mounts []corev1.VolumeMount
+	tests.Decode(t, tests.Path(values, "server", "volumes"), &volumes)
+	tests.Decode(t, tests.Path(values, "server", "volumeMounts"), &mounts)
+	r.pod = mountedFS(t, mon, r.namespace, volumes, mounts)
+	// The chart's own volume claims.
+	for _, storage := range []string{"dataStorage", "auditStorage"} {
+		if dir := str(tests.Path(values, "server", storage, "mountPath")); dir != "" {
+			r.pod.dirs = append(r.pod.dirs, dir)
+		}
+	}
+	if _, ok := r.pod.files[r.caFile]; !ok {
+		t.Fatalf("VAULT_CACERT %s is not a file the chart mounts", r.caFile)
+	}
+
+	certPath, err := listenerCertFile(r.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, ok := r.pod.files[certPath]
+	if !ok {
+		t.Fatalf("the listener's tls_cert_file %s is not a file the chart mounts", certPath)
+	}
+	r.cert = parseCert(t, certPEM)
+	// The Secret carries the certificate pulumi-tls issued, not a copy.
+	issued := mon.ByType(serverCertType)
+	if len(issued) != 1 || str(tests.Plain(issued[0].Outputs["certPem"])) != certPEM {
+		t.Fatalf("the mounted tls_cert_file is not the one certificate pulumi-tls issued (%d issued)", len(issued))
+	}
+
+	r.job = snapshotJobOf(t, mon)
+	return r
+}
+
+// mountedFS resolves the Secret volumes among mounts into files (from the
+// recorded Secrets' stringData) and the emptyDirs into directories.
+func mountedFS(t *testing.T, mon *recorder.Monitor, namespace string, volumes []corev1.Volume, mounts []corev1.VolumeMount) podFS {
+	t.Helper()
+	fs := podFS{files: map[string]string{}}
+	byName := map[string]corev1.Volume{}
+	for _, v := range volumes {
+		byName[v.Name] = v
+	}
+	for _, m := range mounts {
+		v, ok := byName[m.Name]
+		switch {
+		case !ok:
+			t.Fatalf("volume mount %s names no volume", m.Name)
+		case v.Secret != nil:
+			data := secretData(t, mon, namespace, v.Secret.SecretName)
+			if len(v.Secret.Items) == 0 {
+				for key, value := range data {
+					fs.files[m.MountPath+"/"+key] = value
+				}
+			}
+			for _, item := range v.Secret.Items {
+				value, ok := data[item.Key]
+				if !ok {
+					t.Fatalf("secret %s has no key %s", v.Secret.SecretName, item.Key)
+				}
+				fs.files[m.MountPath+"/"+item.Path] = value
+			}
+		case v.EmptyDir != nil:
+			fs.dirs = append(fs.dirs, m.MountPath)
+		}
+	}
+	return fs
+}
+
+// secretData returns the stringData of the recorded Secret name.
+func secretData(t *testing.T, mon *recorder.Monitor, namespace, name string) map[string]string {
+	t.Helper()
+	for _, r := range mon.ByType(secretType) {
+		var s corev1.Secret
+		tests.Decode(t, r.Inputs, &s)
+		if s.Name == name && s.Namespace == namespace {
+			return s.StringData
+		}
+	}
+	t.Fatalf("no Secret %s/%s was registered", namespace, name)
+	return nil
+}
+
+// snapshotJob is the save container of the snapshot CronJob and what its
+// pod mounts.
+type snapshotJob struct {
+	namespace, serviceAccount string
+	container                 corev1.Container
+	fs                        podFS
+	// tokenFile is the projected service account token's pod path, and
+	// audience its audience ("" is the API server's).
+	tokenFile, audience string
+	// handoff is the emptyDir the save container leaves the snapshot in for
+	// the upload container.
+	handoff string
+}
+
+// env returns the save container's value of the environment variable name.
+func (j snapshotJob) env(t *testing.T, name string) string {
+	t.Helper()
+	for _, e := range j.container.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	t.Fatalf("the snapshot container sets no %s", name)
+	return ""
+}
+
+// snapshotJobOf finds the one CronJob and, in its pod, the container that
+// runs `vault operator raft snapshot save`.
+func snapshotJobOf(t *testing.T, mon *recorder.Monitor) snapshotJob {
+	t.Helper()
+	recorded := mon.ByType(cronJobType)
+	if len(recorded) != 1 {
+		t.Fatalf("%d CronJobs registered; want the snapshot job", len(recorded))
+	}
+	var cj batchv1.CronJob
+	tests.Decode(t, recorded[0].Inputs, &cj)
+	pod := cj.Spec.JobTemplate.Spec.Template.Spec
+	j := snapshotJob{namespace: cj.Namespace, serviceAccount: pod.ServiceAccountName}
+
+	var others []corev1.Container
+	for _, c := range append(append([]corev1.Container{}, pod.InitContainers...), pod.Containers...) {
+		if len(c.Command) == 3 && strings.Contains(c.Command[2], "raft snapshot save") {
+			j.container = c
+		} else {
+			others = append(others, c)
+		}
+	}
+	if j.container.Name == "" {
+		t.Fatal("no container of the snapshot CronJob runs `vault operator raft snapshot save`")
+	}
+	if c := j.container.Command; c[0] != "/bin/sh" || c[1] != "-c" {
+		t.Fatalf("the save container runs %q; the test runs it as /bin/sh -c", c[:2])
+	}
+	for _, e := range j.container.Env {
+		if e.ValueFrom != nil {
+			t.Fatalf("env %s of the save container comes from %v; the test only handles values", e.Name, e.ValueFrom)
+		}
+	}
+
+	found := false
+	for _, r := range mon.ByType(serviceAccType) {
+		var sa corev1.ServiceAccount
+		tests.Decode(t, r.Inputs, &sa)
+		found = found || (sa.Name == j.serviceAccount && sa.Namespace == j.namespace)
+	}
+	if j.serviceAccount == "" || !found {
+		t.Fatalf("the snapshot pod's service account %q is not a registered ServiceAccount in %s", j.serviceAccount, j.namespace)
+	}
+
+	j.fs = mountedFS(t, mon, j.namespace, pod.Volumes, j.container.VolumeMounts)
+	volumes := map[string]corev1.Volume{}
+	for _, v := range pod.Volumes {
+		volumes[v.Name] = v
+	}
+	for _, m := range j.container.VolumeMounts {
+		v := volumes[m.Name]
+		if v.Projected != nil {
+			for _, src := range v.Projected.Sources {
+				if tok := src.ServiceAccountToken; tok != nil {
+					j.tokenFile, j.audience = m.MountPath+"/"+tok.Path, tok.Audience
+				}
+			}
+		}
+		// The snapshot's directory: written by the script, read by another
+		// container (both mount /tmp too).
+		if v.EmptyDir == nil || !strings.Contains(j.container.Command[2], m.MountPath+"/") {
+			continue
+		}
+		for _, o := range others {
+			for _, om := range o.VolumeMounts {
+				if om.Name == m.Name {
+					j.handoff = m.MountPath
+				}
+			}
+		}
+	}
+	if j.tokenFile == "" || j.handoff == "" {
+		t.Fatalf("the save container mounts no projected token (%q) or no directory it shares with the upload (%q)", j.tokenFile, j.handoff)
+	}
+	return j
+}
+
+// parseCert parses the first certificate of a PEM text.
+func parseCert(t *testing.T, text string) *x509.Certificate {
+	t.Helper()
+	block, _ := pem.Decode([]byte(text))
+	if block == nil || block.Type != "CERTIFICATE" {
+		t.Fatalf("not a PEM certificate: %.60q", text)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// str is v if it is a string, else "".
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
