@@ -23,7 +23,7 @@ if [ -x "$out" ] && "$out" version 2>/dev/null | grep -q "^Vault ${version}[ ,]"
 	exit 0
 fi
 
-src=$(cd / && GOFLAGS= go mod download -json "github.com/hashicorp/vault@${version}" |
+src=$(cd / && GOFLAGS='' go mod download -json "github.com/hashicorp/vault@${version}" |
 	sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 if [ -z "$src" ] || [ ! -d "$src" ]; then
 	echo "build-vault: could not download github.com/hashicorp/vault@${version}" >&2

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -25,6 +26,7 @@ const (
 	cronJobType    = "kubernetes:batch/v1:CronJob"
 	serviceAccType = "kubernetes:core/v1:ServiceAccount"
 	serverCertType = "tls:index/locallySignedCert:LocallySignedCert"
+	configMapType  = "kubernetes:core/v1:ConfigMap"
 )
 
 // rendered is what the production stack gives the Vault pods and the
@@ -47,6 +49,15 @@ type rendered struct {
 	// cert is the server certificate the listener serves.
 	cert *x509.Certificate
 	job  snapshotJob
+	// reloader is the TLS reloader sidecar of the Vault pods.
+	reloader reloaderSidecar
+}
+
+// reloaderSidecar is the tls-reloader container and its script, read from
+// the ConfigMap its volume names.
+type reloaderSidecar struct {
+	container corev1.Container
+	script    string
 }
 
 // podFS is what kubelet would mount into a container: files by absolute
@@ -138,7 +149,40 @@ func render(t *testing.T) *rendered {
 	}
 
 	r.job = snapshotJobOf(t, mon)
+	r.reloader = reloaderOf(t, mon, r.namespace, values, volumes)
 	return r
+}
+
+// reloaderOf finds the tls-reloader among server.extraContainers and reads
+// its script from the recorded ConfigMap that its volume mounts.
+func reloaderOf(t *testing.T, mon *recorder.Monitor, namespace string, values map[string]any, volumes []corev1.Volume) reloaderSidecar {
+	t.Helper()
+	var sidecars []corev1.Container
+	tests.Decode(t, tests.Path(values, "server", "extraContainers"), &sidecars)
+	i := slices.IndexFunc(sidecars, func(c corev1.Container) bool { return c.Name == "tls-reloader" })
+	if i < 0 || len(sidecars[i].Command) != 2 {
+		t.Fatalf("no tls-reloader running a script file among server.extraContainers: %+v", sidecars)
+	}
+	c := sidecars[i]
+	for _, m := range c.VolumeMounts {
+		if !strings.HasPrefix(c.Command[1], m.MountPath+"/") {
+			continue
+		}
+		for _, v := range volumes {
+			if v.Name != m.Name || v.ConfigMap == nil {
+				continue
+			}
+			for _, cm := range mon.ByType(configMapType) {
+				var obj corev1.ConfigMap
+				tests.Decode(t, cm.Inputs, &obj)
+				if obj.Name == v.ConfigMap.Name && obj.Namespace == namespace {
+					return reloaderSidecar{container: c, script: obj.Data[strings.TrimPrefix(c.Command[1], m.MountPath+"/")]}
+				}
+			}
+		}
+	}
+	t.Fatalf("the script %s of the tls-reloader is in no recorded ConfigMap", c.Command[1])
+	return reloaderSidecar{}
 }
 
 // mountedFS resolves the Secret volumes among mounts into files (from the
