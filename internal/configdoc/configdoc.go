@@ -6,7 +6,6 @@
 package configdoc
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"go/ast"
@@ -17,6 +16,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+
+	"golang.org/x/mod/modfile"
 )
 
 // Row is one configuration key.
@@ -187,14 +188,10 @@ func findModule(dir string) (root, module string, err error) {
 		return "", "", err
 	}
 	for {
-		f, err := os.Open(filepath.Join(dir, "go.mod"))
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod")) // #nosec G304 -- the go.mod above the config file
 		if err == nil {
-			defer f.Close()
-			scan := bufio.NewScanner(f)
-			for scan.Scan() {
-				if rest, ok := strings.CutPrefix(scan.Text(), "module "); ok {
-					return dir, strings.TrimSpace(rest), nil
-				}
+			if module := modfile.ModulePath(data); module != "" {
+				return dir, module, nil
 			}
 			return "", "", fmt.Errorf("%s/go.mod names no module", dir)
 		}
