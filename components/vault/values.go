@@ -161,12 +161,16 @@ type secretKeySelector struct {
 	Key  string `json:"key"`
 }
 
-// Health endpoint queries. Ready also when sealed or uninitialised, so the
-// first install completes before `vault operator init` (DESIGN decision 3);
-// alive whenever Vault answers at all: restarting a sealed or standby pod
+// Health endpoint queries (DESIGN decision 3). Ready only when initialised
+// and unsealed, active or standby: the Services then route only to voters
+// that can answer, and the disruption budget counts only those, so a drain
+// cannot take quorum. Sealed and uninitialised pods stay not ready; Helm's
+// wait does not hold the release for them (it skips OnDelete StatefulSets),
+// and the headless <name>-internal Service publishes them for Raft joins.
+// Alive whenever Vault answers at all: restarting a sealed or standby pod
 // would not help it.
 const (
-	readinessPath = "/v1/sys/health?standbyok=true&sealedcode=204&uninitcode=204"
+	readinessPath = "/v1/sys/health?standbyok=true&perfstandbyok=true"
 	livenessPath  = "/v1/sys/health?standbyok=true&perfstandbyok=true&sealedcode=204&uninitcode=204"
 )
 

@@ -307,7 +307,7 @@ func TestProductionThreeVoters(t *testing.T) {
 		"server.ha.disruptionBudget.enabled":                      true,
 		"server.ha.disruptionBudget.maxUnavailable":               1.0,
 		"server.readinessProbe.enabled":                           true,
-		"server.readinessProbe.path":                              "/v1/sys/health?standbyok=true&sealedcode=204&uninitcode=204",
+		"server.readinessProbe.path":                              "/v1/sys/health?standbyok=true&perfstandbyok=true",
 		"server.livenessProbe.enabled":                            true,
 		"server.dataStorage.enabled":                              true,
 		"server.dataStorage.size":                                 "10Gi",

@@ -51,6 +51,8 @@ type rendered struct {
 	job  snapshotJob
 	// reloader is the TLS reloader sidecar of the Vault pods.
 	reloader reloaderSidecar
+	// readiness and liveness are the probes' HTTP paths on the API port.
+	readiness, liveness string
 }
 
 // reloaderSidecar is the tls-reloader container and its script, read from
@@ -110,6 +112,8 @@ func render(t *testing.T) *rendered {
 		config:    []byte(str(tests.Path(values, "server", "ha", "raft", "config"))),
 		apiAddr:   str(tests.Path(values, "server", "ha", "apiAddr")),
 		caFile:    str(tests.Path(values, "server", "extraEnvironmentVars", "VAULT_CACERT")),
+		readiness: str(tests.Path(values, "server", "readinessProbe", "path")),
+		liveness:  str(tests.Path(values, "server", "livenessProbe", "path")),
 	}
 	if n, ok := tests.Path(values, "server", "ha", "replicas").(float64); ok {
 		r.replicas = int(n)
