@@ -16,11 +16,7 @@ import (
 // would hand it over: a PEM certificate and a PEM PKCS#8 key.
 func NewTestCA(t testing.TB) (certPEM, keyPEM string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
+	return SelfSigned(t, &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "operator CA"},
 		NotBefore:             time.Now(),
@@ -28,6 +24,16 @@ func NewTestCA(t testing.TB) (certPEM, keyPEM string) {
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	})
+}
+
+// SelfSigned signs tmpl with a new P-256 key and returns the certificate
+// and the PKCS#8 key as PEM.
+func SelfSigned(t testing.TB, tmpl *x509.Certificate) (certPEM, keyPEM string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

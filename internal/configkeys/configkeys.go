@@ -127,9 +127,9 @@ func (f *finder) report(path, suggestion string) {
 // unknownTopLevel suggests the groups a misplaced field belongs to, or
 // else the nearest top-level key.
 func (f *finder) unknownTopLevel(s Schema, namespace, name string) {
-	groups := slices.Sorted(maps.Keys(s.fields))
+	names := slices.Sorted(maps.Keys(s.fields))
 	var homes []string
-	for _, group := range groups {
+	for _, group := range names {
 		fields := map[string]reflect.Type{}
 		collectFields(s.fields[group], fields)
 		if _, ok := fields[name]; ok {
@@ -140,7 +140,7 @@ func (f *finder) unknownTopLevel(s Schema, namespace, name string) {
 		f.report(namespace+":"+name, strings.Join(homes, " or ")+", a field of a group")
 		return
 	}
-	f.unknown(namespace+":"+name, namespace+":", name, groups)
+	f.unknown(namespace+":"+name, namespace+":", name, names)
 }
 
 // walk follows a decoded JSON value along its Go type and reports every

@@ -4,13 +4,10 @@ package integration
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"math/big"
 	"os"
@@ -18,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/secrets-platform/secrets-platform/tests"
 )
 
 // reloadInterval stands in for the sidecar's INTERVAL_SECONDS (30 in the
@@ -122,15 +121,11 @@ func TestReloaderServesARenewedCertificateWithoutRestart(t *testing.T) {
 // keyFile and certFile, as a renewal does, and returns the certificate.
 func issueLike(t *testing.T, like *x509.Certificate, keyFile, certFile string) *x509.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
+	certPEM, keyPEM := tests.SelfSigned(t, &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: like.Subject.CommonName},
 		DNSNames:     like.DNSNames,
@@ -139,22 +134,10 @@ func issueLike(t *testing.T, like *x509.Certificate, keyFile, certFile string) *
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeAtomically(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
-	writeAtomically(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	})
+	writeAtomically(t, keyFile, []byte(keyPEM))
+	writeAtomically(t, certFile, []byte(certPEM))
+	return parseCert(t, certPEM)
 }
 
 // writeAtomically replaces path in one rename, as the kubelet's symlink
