@@ -45,6 +45,13 @@ var chartPodSecurity = map[string][][]string{
 	},
 }
 
+// chartExtraContainers says where a chart takes whole sidecar containers
+// for the pod of a pair (keyed by its pod context path): they run in that
+// pod, with their own security contexts.
+var chartExtraContainers = map[string]string{
+	"server.statefulSet.securityContext.pod": "server.extraContainers",
+}
+
 // PodSecurityFindings evaluates every pod template the program creates, and
 // every pod the charts it installs will run as configured through their
 // values, against the Pod Security Standard level with the admission
@@ -88,6 +95,10 @@ func PodSecurityFindings(resources []recorder.Resource, level, version string) [
 			var containers []any
 			for _, c := range pair[1:] {
 				containers = append(containers, map[string]any{"name": "c", "image": "i", "securityContext": dotted(values, c)})
+			}
+			if path, ok := chartExtraContainers[pair[0]]; ok {
+				extra, _ := dotted(values, path).([]any)
+				containers = append(containers, extra...)
 			}
 			spec["containers"] = containers
 			check(fmt.Sprintf("helm release %s values %s", r.Name, pair[0]), nil, spec)

@@ -130,6 +130,16 @@ func TestChecksCatchBrokenResources(t *testing.T) {
 			"containers": []any{map[string]any{"name": "c", "image": "i", "securityContext": map[string]any{"privileged": true}}},
 		}}},
 	})}
+	rootSidecar := recorder.Resource{Type: "kubernetes:helm.sh/v3:Release", Name: "vault", Custom: true, Inputs: props(map[string]any{
+		"chart": "vault",
+		"values": map[string]any{"server": map[string]any{
+			"statefulSet": map[string]any{"securityContext": map[string]any{
+				"pod":       map[string]any{"runAsNonRoot": true, "seccompProfile": map[string]any{"type": "RuntimeDefault"}},
+				"container": map[string]any{"allowPrivilegeEscalation": false, "capabilities": map[string]any{"drop": []any{"ALL"}}},
+			}},
+			"extraContainers": []any{map[string]any{"name": "sidecar", "image": "i", "securityContext": map[string]any{"runAsUser": 0}}},
+		}},
+	})}
 	plainKey := recorder.Resource{Type: "kubernetes:core/v1:ConfigMap", Name: "leak", Custom: true, Inputs: props(map[string]any{
 		"data": map[string]any{"key": "-----BEGIN EC PRIVATE KEY-----\nMHcC\n-----END EC PRIVATE KEY-----"},
 	})}
@@ -169,6 +179,7 @@ func TestChecksCatchBrokenResources(t *testing.T) {
 		want     string
 	}{
 		{"privileged container", PodSecurityFindings([]recorder.Resource{privileged}, "restricted", "latest"), "privileged"},
+		{"chart sidecar running as root", PodSecurityFindings([]recorder.Resource{rootSidecar}, "restricted", "latest"), "sidecar"},
 		{"plain private key", SecretFindings([]recorder.Resource{plainKey, secretKey}, nil), "ConfigMap leak: .data.key holds a private key"},
 		{"secret config value in helm values", SecretFindings([]recorder.Resource{leakedConfig}, []string{"s3cr3t-token"}), "holds a secret config value"},
 		{"vault over http", TLSFindings([]recorder.Resource{plainHTTP}), "without TLS"},
