@@ -20,9 +20,9 @@ const (
 // TestSnapshotAsTheCronJobTakesIt runs the CronJob's own save script, with
 // its Kubernetes-auth login, against the endpoint the Service in its
 // VAULT_ADDR routes to (the active voter for <release>-active, a standby
-// for the plain service), with each voter active in turn. The snapshot then
-// restores into a fresh single-voter cluster, which serves a secret written
-// before it was taken.
+// for the plain service), as leadership moves between voters. The snapshot
+// then restores into a fresh single-voter cluster, which serves a secret
+// written before it was taken.
 func TestSnapshotAsTheCronJobTakesIt(t *testing.T) {
 	t.Parallel()
 	r := render(t)
@@ -39,9 +39,12 @@ func TestSnapshotAsTheCronJobTakesIt(t *testing.T) {
 	auth := setUpSnapshotAuth(t, c, r.job)
 	vaultAddr := r.job.env(t, "VAULT_ADDR")
 
+	// Raft elects whom it likes after a step-down, so which voters lead is
+	// not the test's to choose; each step-down waits for another leader,
+	// so the saves run under at least two different active voters.
 	var snapshot string
 	active := map[string]bool{}
-	for attempt := 0; len(active) < len(c.nodes) && attempt < 4*len(c.nodes); attempt++ {
+	for range len(c.nodes) {
 		leader := c.leader()
 		target := c.endpoint(vaultAddr)
 		file, out, err := runSave(t, c, r.job, auth, target)
@@ -60,8 +63,8 @@ func TestSnapshotAsTheCronJobTakesIt(t *testing.T) {
 			return err
 		})
 	}
-	if len(active) < len(c.nodes) {
-		t.Errorf("saved with %v active; want every voter", active)
+	if len(active) < 2 {
+		t.Errorf("saved with only %v active; want saves under different active voters", active)
 	}
 	if n := auth.reviewer.reviews.Load(); n == 0 {
 		t.Error("the job logged in without a TokenReview")
