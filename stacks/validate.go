@@ -12,12 +12,8 @@ var (
 	oidcARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/.+$`)
 )
 
-// Validate checks the whole configuration and reports every problem at once.
-func (c *Config) Validate() error {
-	return validate.Err("invalid configuration", c.problems())
-}
-
-// problems are every invalid value of the configuration.
+// problems are every invalid value of the configuration, each keyed by its
+// path: the components' own and the rules that relate them.
 func (c *Config) problems() validate.Problems {
 	var p validate.Problems
 	c.validateCluster(&p)
