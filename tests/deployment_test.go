@@ -2,7 +2,6 @@ package tests
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"maps"
 	"os"
@@ -72,15 +71,7 @@ func env(c corev1.Container, name string) string {
 func serverCertificate(t *testing.T, mon *recorder.Monitor) *x509.Certificate {
 	t.Helper()
 	out := PlainMap(MustFind(t, mon, serverCertType, "vault-server-cert").Outputs)
-	block, _ := pem.Decode([]byte(fmt.Sprint(out["certPem"])))
-	if block == nil {
-		t.Fatal("the server certificate is not PEM")
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	return ParseCertificate(t, fmt.Sprint(out["certPem"]))
 }
 
 // Issue 12.1: a standby redirects a snapshot request to the active node's

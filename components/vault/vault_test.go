@@ -2,7 +2,6 @@ package vault_test
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"maps"
 	"net"
@@ -129,19 +128,6 @@ func strs(t *testing.T, v any) []string {
 	return out
 }
 
-func parseCert(t *testing.T, pemText string) *x509.Certificate {
-	t.Helper()
-	block, _ := pem.Decode([]byte(pemText))
-	if block == nil || block.Type != "CERTIFICATE" {
-		t.Fatalf("not a PEM certificate: %q", pemText)
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
-
 func plainString(t *testing.T, m resource.PropertyMap, key string) string {
 	t.Helper()
 	s, ok := tests.Plain(m[resource.PropertyKey(key)]).(string)
@@ -155,7 +141,7 @@ func plainString(t *testing.T, m resource.PropertyMap, key string) string {
 // name and both usages.
 func verifyServerCert(t *testing.T, certPEM, caPEM string, names []string) {
 	t.Helper()
-	cert, ca := parseCert(t, certPEM), parseCert(t, caPEM)
+	cert, ca := tests.ParseCertificate(t, certPEM), tests.ParseCertificate(t, caPEM)
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
 	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
@@ -193,7 +179,7 @@ func TestProductionThreeVoters(t *testing.T) {
 	if got := tests.Plain(caCert.Inputs["validityPeriodHours"]); got != 43800.0 {
 		t.Errorf("CA validityPeriodHours = %v, want 43800", got)
 	}
-	if ca := parseCert(t, plainString(t, caCert.Outputs, "certPem")); !ca.IsCA {
+	if ca := tests.ParseCertificate(t, plainString(t, caCert.Outputs, "certPem")); !ca.IsCA {
 		t.Error("the CA certificate is not a CA certificate")
 	}
 

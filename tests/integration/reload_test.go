@@ -137,7 +137,7 @@ func issueLike(t *testing.T, like *x509.Certificate, keyFile, certFile string) *
 	})
 	writeAtomically(t, keyFile, []byte(keyPEM))
 	writeAtomically(t, certFile, []byte(certPEM))
-	return parseCert(t, certPEM)
+	return tests.ParseCertificate(t, certPEM)
 }
 
 // writeAtomically replaces path in one rename, as the kubelet's symlink

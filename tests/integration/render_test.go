@@ -4,7 +4,6 @@ package integration
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"slices"
@@ -145,7 +144,7 @@ func render(t *testing.T) *rendered {
 	if !ok {
 		t.Fatalf("the listener's tls_cert_file %s is not a file the chart mounts", certPath)
 	}
-	r.cert = parseCert(t, certPEM)
+	r.cert = tests.ParseCertificate(t, certPEM)
 	// The Secret carries the certificate pulumi-tls issued, not a copy.
 	issued := mon.ByType(serverCertType)
 	if len(issued) != 1 || str(tests.Plain(issued[0].Outputs["certPem"])) != certPEM {
@@ -338,20 +337,6 @@ func snapshotJobOf(t *testing.T, mon *recorder.Monitor) snapshotJob {
 		t.Fatalf("the save container mounts no projected token (%q) or no directory it shares with the upload (%q)", j.tokenFile, j.handoff)
 	}
 	return j
-}
-
-// parseCert parses the first certificate of a PEM text.
-func parseCert(t *testing.T, text string) *x509.Certificate {
-	t.Helper()
-	block, _ := pem.Decode([]byte(text))
-	if block == nil || block.Type != "CERTIFICATE" {
-		t.Fatalf("not a PEM certificate: %.60q", text)
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
 }
 
 // str is v if it is a string, else "".
