@@ -40,6 +40,10 @@ func (c *Config) workloads() []workload {
 		// main containers share the same resources, and a pod's effective
 		// request is the larger of its init containers and its containers.
 		{name: "raft snapshot job", pods: 1, containers: []kube.Resources{c.Backup.Resources}},
+		// The bootstrap Job's pod runs its steps one after another, all
+		// with the same resources. While a new revision runs, the previous
+		// one's pod has finished, and finished pods use no quota.
+		{name: "vault bootstrap job", pods: 1, containers: []kube.Resources{c.Bootstrap.Resources}},
 	}
 }
 

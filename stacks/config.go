@@ -11,6 +11,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
 
 	"github.com/secrets-platform/secrets-platform/components/backup"
+	"github.com/secrets-platform/secrets-platform/components/bootstrap"
 	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
 	"github.com/secrets-platform/secrets-platform/components/guardrails"
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
@@ -41,6 +42,9 @@ type Config struct {
 	ExternalSecrets externalsecrets.Config `json:"externalSecrets"`
 	// Observability configures metrics, alerts and dashboards (`observability`).
 	Observability observability.Config `json:"observability"`
+	// Bootstrap configures Vault's init, configuration and health gate
+	// (`bootstrap`).
+	Bootstrap bootstrap.Config `json:"bootstrap"`
 }
 
 // KubernetesConfig selects the cluster and names its identity provider.
@@ -78,6 +82,7 @@ func defaults() Config {
 		Backup:          backup.DefaultConfig(),
 		ExternalSecrets: externalsecrets.DefaultConfig(),
 		Observability:   observability.DefaultConfig(),
+		Bootstrap:       bootstrap.DefaultConfig(),
 	}
 }
 
@@ -105,6 +110,7 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 		{"backup", &cfg.Backup},
 		{"externalSecrets", &cfg.ExternalSecrets},
 		{"observability", &cfg.Observability},
+		{"bootstrap", &cfg.Bootstrap},
 	}
 	for _, g := range groups {
 		if err := decode(ctx, g.key, g.out); err != nil {

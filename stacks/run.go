@@ -8,6 +8,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/secrets-platform/secrets-platform/components/backup"
+	"github.com/secrets-platform/secrets-platform/components/bootstrap"
 	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
 	"github.com/secrets-platform/secrets-platform/components/guardrails"
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
@@ -35,6 +36,7 @@ type Platform struct {
 	Unseal          *kmsunseal.KMSUnseal
 	Vault           *vault.HardenedVault
 	Backup          *backup.BackupBucket
+	Bootstrap       *bootstrap.VaultBootstrap
 	ExternalSecrets *externalsecrets.ExternalSecretsStack
 	// Observability is nil unless the Prometheus Operator is there.
 	Observability *observability.Observability
@@ -75,12 +77,24 @@ func Compose(ctx *pulumi.Context, cfg *Config) (*Platform, error) {
 		return nil, fmt.Errorf("creating vault: %w", err)
 	}
 
-	p.Backup, err = backup.NewBackupBucket(ctx, backupName, backupArgs(ctx, cfg, namespace, p.Vault), onBoth)
+	// The bootstrap publishes to the backup bucket, and the snapshot job
+	// logs in with a role the bootstrap creates: the CronJob waits for the
+	// bootstrap's Job, which is created after the bucket.
+	bootstrapped, resolveBootstrapped := pulumi.DeferredOutput[[]pulumi.Resource](ctx.Context())
+	p.Backup, err = backup.NewBackupBucket(ctx, backupName,
+		backupArgs(ctx, cfg, namespace, p.Vault, pulumi.ResourceArrayOutput{OutputState: bootstrapped.OutputState}), onBoth)
 	if err != nil {
 		return nil, fmt.Errorf("creating backups: %w", err)
 	}
+	p.Bootstrap, err = bootstrap.NewVaultBootstrap(ctx, bootstrapName, bootstrapArgs(ctx, cfg, p.Vault, p.Backup), onBoth)
+	if err != nil {
+		// Unblock the CronJob's registration; the error ends the run.
+		resolveBootstrapped(pulumi.ResourceArray{}.ToResourceArrayOutput())
+		return nil, fmt.Errorf("creating vault bootstrap: %w", err)
+	}
+	resolveBootstrapped(pulumi.ResourceArray{pulumi.NewResourceInput(p.Bootstrap.Job)}.ToResourceArrayOutput())
 
-	p.ExternalSecrets, err = externalsecrets.NewExternalSecretsStack(ctx, esoRelease, esoArgs(cfg, namespace, p.Vault), onK8s)
+	p.ExternalSecrets, err = externalsecrets.NewExternalSecretsStack(ctx, esoRelease, esoArgs(cfg, namespace, p.Vault, p.Bootstrap), onK8s)
 	if err != nil {
 		return nil, fmt.Errorf("creating external secrets: %w", err)
 	}
@@ -115,6 +129,8 @@ func (p *Platform) Outputs() map[string]pulumi.Output {
 		"vaultRoleArn":       p.Unseal.RoleARN,
 		"backupBucket":       p.Backup.BucketName,
 		"snapshotCronJob":    p.Backup.CronJobName,
+		"bootstrapJob":       p.Bootstrap.JobName,
+		"recoveryKeyArn":     p.Bootstrap.RecoveryKeyARN,
 		"secretStore":        p.ExternalSecrets.StoreName,
 		"externalSecrets":    p.ExternalSecrets.ExternalSecretNames,
 	}

@@ -3,7 +3,9 @@ package stacks
 import (
 	"net/url"
 	"regexp"
+	"strings"
 
+	"github.com/secrets-platform/secrets-platform/components/bootstrap"
 	"github.com/secrets-platform/secrets-platform/components/validate"
 )
 
@@ -25,6 +27,8 @@ func (c *Config) problems() validate.Problems {
 	p = append(p, c.Backup.Validate("backup")...)
 	p = append(p, c.ExternalSecrets.Validate("externalSecrets")...)
 	p = append(p, c.Observability.Validate("observability")...)
+	p = append(p, c.Bootstrap.Validate("bootstrap")...)
+	c.validateVaultClients(&p)
 	return p
 }
 
@@ -67,5 +71,29 @@ func (c *Config) validateMlock(p *validate.Problems) {
 func (c *Config) validateAWSEgress(p *validate.Problems) {
 	if len(c.Guardrails.AWSCIDRs) == 0 {
 		p.Addf("guardrails.awsCidrs", "required: the destinations of STS, KMS and S3 on 443 (0.0.0.0/0, or the ranges of interface VPC endpoints with private DNS for sts, kms and s3); without them the KMS seal and the snapshot upload fail")
+	}
+}
+
+// validateVaultClients relates the Vault identities of ESO and the snapshot
+// job to the bootstrap that creates them: one Kubernetes auth method, and
+// role names the bootstrap recognises as its own (it removes only those).
+func (c *Config) validateVaultClients(p *validate.Problems) {
+	prefix := c.Bootstrap.NamePrefix
+	for _, r := range []struct{ key, role string }{
+		{"externalSecrets.store.role", c.ExternalSecrets.Store.Role},
+		{"backup.vaultRole", c.Backup.VaultRole},
+	} {
+		if !strings.HasPrefix(r.role, prefix) {
+			p.Addf(r.key, "%q must start with bootstrap.namePrefix (%q): the bootstrap creates this role and manages only names with its prefix", r.role, prefix)
+		}
+	}
+	if c.Backup.VaultRole == c.ExternalSecrets.Store.Role {
+		p.Addf("backup.vaultRole", "%q is also externalSecrets.store.role; each client needs its own role and policy", c.Backup.VaultRole)
+	}
+	if c.Backup.VaultRole == prefix+bootstrap.ConfiguratorName || c.ExternalSecrets.Store.Role == prefix+bootstrap.ConfiguratorName {
+		p.Addf("bootstrap.namePrefix", "%q+%q is the bootstrap's own role; name the clients' roles otherwise", prefix, bootstrap.ConfiguratorName)
+	}
+	if c.Backup.VaultAuthMount != c.ExternalSecrets.Store.AuthMount {
+		p.Addf("backup.vaultAuthMount", "%q differs from externalSecrets.store.authMount (%q): the bootstrap configures one Kubernetes auth method for both", c.Backup.VaultAuthMount, c.ExternalSecrets.Store.AuthMount)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/secrets-platform/secrets-platform/components/backup"
+	"github.com/secrets-platform/secrets-platform/components/bootstrap"
 	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
 	"github.com/secrets-platform/secrets-platform/components/guardrails"
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
@@ -17,10 +18,19 @@ import (
 // their Services and pod labels from the release name, so the certificate's
 // DNS names and the network policies' selectors follow from these.
 const (
-	vaultRelease = "vault"
-	esoRelease   = "external-secrets"
-	backupName   = "vault-backup"
+	vaultRelease  = "vault"
+	esoRelease    = "external-secrets"
+	backupName    = "vault-backup"
+	bootstrapName = "vault-bootstrap"
 )
+
+// bootstrapPodLabels label the bootstrap Job's pods, for network policies.
+var bootstrapPodLabels = map[string]string{
+	"app.kubernetes.io/name":      "vault-bootstrap",
+	"app.kubernetes.io/instance":  bootstrapName,
+	"app.kubernetes.io/component": "bootstrap",
+	"app.kubernetes.io/part-of":   "secrets-platform",
+}
 
 func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 	monitoring := ""
@@ -44,6 +54,7 @@ func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 				"app.kubernetes.io/instance": esoRelease,
 			},
 			SnapshotPodLabels:   backup.PodLabels(backupName),
+			BootstrapPodLabels:  bootstrapPodLabels,
 			KubeAPICIDRs:        cfg.Kubernetes.APIServerCIDRs,
 			KubeAPIPort:         cfg.Kubernetes.APIServerPort,
 			MonitoringNamespace: monitoring,
@@ -81,9 +92,11 @@ func vaultArgs(cfg *Config, namespace pulumi.StringInput, unseal *kmsunseal.KMSU
 // source for the Observability component's monitors and the ESO chart's.
 var monitorLabels = observability.DefaultMonitorLabels
 
-func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault) *backup.BackupBucketArgs {
+func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault, after pulumi.ResourceArrayInput) *backup.BackupBucketArgs {
+	c := cfg.Backup
+	c.VaultTokenAudience = bootstrap.Audience
 	return &backup.BackupBucketArgs{
-		Config:          cfg.Backup,
+		Config:          c,
 		AccountID:       pulumi.String(cfg.Unseal.AccountID),
 		Region:          pulumi.String(cfg.Region),
 		OIDCProviderARN: pulumi.String(cfg.Kubernetes.OIDCProviderARN),
@@ -94,20 +107,71 @@ func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, 
 		VaultImage:        v.Image,
 		VaultCASecretName: v.CASecretName,
 		Tags:              pulumi.ToStringMap(tags(ctx, nil)),
+		// The job logs in with the role the bootstrap creates.
+		SnapshotsAfter: after,
 	}
 }
 
-func esoArgs(cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault) *externalsecrets.ExternalSecretsStackArgs {
+func bootstrapArgs(ctx *pulumi.Context, cfg *Config, v *vault.HardenedVault, b *backup.BackupBucket) *bootstrap.VaultBootstrapArgs {
+	voters := make([]bootstrap.Voter, cfg.Vault.Replicas)
+	for i := range voters {
+		voters[i] = bootstrap.Voter{Name: fmt.Sprintf("%s-%d", vaultRelease, i), Address: vault.PodAddress(vaultRelease, i)}
+	}
+	return &bootstrap.VaultBootstrapArgs{
+		Config:            cfg.Bootstrap,
+		Setup:             vaultSetup(cfg),
+		Namespace:         cfg.Namespace,
+		Voters:            voters,
+		VaultAddress:      v.ActiveAddress,
+		VaultImage:        v.Image,
+		AWSCLIImage:       cfg.Backup.AWSCLIImage,
+		VaultCASecretName: v.CASecretName,
+		AuditFile:         vault.AuditLogFile,
+		PodLabels:         bootstrapPodLabels,
+		AccountID:         cfg.Unseal.AccountID,
+		Region:            cfg.Region,
+		OIDCProviderARN:   cfg.Kubernetes.OIDCProviderARN,
+		OIDCIssuer:        cfg.Kubernetes.OIDCIssuer,
+		Bucket:            b.BucketName,
+		BucketARN:         b.BucketARN,
+		BucketKeyARN:      b.KMSKeyARN,
+		Tags:              pulumi.ToStringMap(tags(ctx, nil)),
+	}
+}
+
+// vaultSetup is Vault's side of the clients the stack configures: ESO may
+// read exactly the paths of its ExternalSecrets, the snapshot job may save
+// snapshots; each logs in as its own service account.
+func vaultSetup(cfg *Config) bootstrap.VaultSetup {
+	e, b := cfg.ExternalSecrets, cfg.Backup
+	var esoRules []bootstrap.Rule
+	for _, s := range e.Secrets {
+		esoRules = append(esoRules, bootstrap.Rule{Path: e.Store.Path + "/data/" + s.VaultKey, Capabilities: []string{"read"}})
+	}
+	return bootstrap.VaultSetup{
+		KVMount:   e.Store.Path,
+		AuthMount: e.Store.AuthMount,
+		Clients: []bootstrap.Client{
+			{Name: e.Store.Role, ServiceAccount: e.ServiceAccount, Namespace: cfg.Namespace, Rules: esoRules},
+			{Name: b.VaultRole, ServiceAccount: b.ServiceAccount, Namespace: cfg.Namespace, Rules: []bootstrap.Rule{
+				{Path: backup.SnapshotPath, Capabilities: []string{"read"}},
+			}},
+		},
+	}
+}
+
+func esoArgs(cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault, boot *bootstrap.VaultBootstrap) *externalsecrets.ExternalSecretsStackArgs {
 	c := cfg.ExternalSecrets
 	c.PrometheusOperator = cfg.Observability.PrometheusOperator
 	c.MonitorLabels = monitorLabels
+	c.Store.Audiences = []string{bootstrap.Audience}
 	return &externalsecrets.ExternalSecretsStackArgs{
 		Config:         c,
 		Namespace:      namespace,
 		VaultAddress:   v.Address,
 		VaultCACertPEM: v.CACertPEM,
-		// The store is useless until Vault answers: wait for its release.
-		DependsOn: []pulumi.Resource{v.Release},
+		// The store is useless until Vault is configured and healthy.
+		DependsOn: []pulumi.Resource{boot.Job},
 	}
 }
 

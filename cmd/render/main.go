@@ -28,6 +28,7 @@ Pulumi.<stack>.yaml, and this writes
   helm/<release>.yaml the values given to each Helm release
   manifests/*.yaml    the Kubernetes objects the program manages directly
   iam/*.json          the IAM, KMS key and bucket policy documents
+  vault/*.hcl         the Vault policies the bootstrap Job writes
 
 This is desired state, not a preview: nothing is compared with what runs,
 computed cloud values (ARNs, IDs) are placeholders, and values given as
@@ -113,6 +114,17 @@ func renderResource(r recorder.Resource, files map[string][]byte) error {
 			return err
 		}
 		files["manifests/"+fileName(r)+".yaml"] = doc
+		// The Vault policies of the bootstrap's ConfigMap (policy-<name>.hcl),
+		// as Vault will be told them.
+		if r.Type == "kubernetes:core/v1:ConfigMap" {
+			data, _ := inputs["data"].(map[string]any)
+			for key, text := range data {
+				if name, ok := strings.CutPrefix(key, "policy-"); ok && strings.HasSuffix(name, ".hcl") {
+					text, _ := text.(string)
+					files["vault/"+name] = []byte(text)
+				}
+			}
+		}
 	}
 	if key, ok := policyInputs[r.Type]; ok {
 		text, _ := inputs[key].(string)

@@ -66,3 +66,34 @@ func IRSATrust(oidcProviderARN, oidcIssuer, namespace, serviceAccount string) Po
 		},
 	})
 }
+
+// PutObjectsWithKMS are the statements of a writer that may put objects
+// under prefix/ in a bucket encrypted with SSE-KMS, and use the key only
+// through S3 in region, for this bucket.
+//
+// s3:ListBucket is not granted: `aws s3 cp` of a local file to a full key
+// never lists. S3 asks KMS for a data key (kms:GenerateDataKey) on upload,
+// and a multipart upload also needs kms:Decrypt to combine the parts;
+// kms:Encrypt is never called for SSE-KMS. With a bucket key, the
+// encryption context is the bucket's ARN, otherwise the object's.
+func PutObjectsWithKMS(bucketARN, prefix, keyARN, region string) []Statement {
+	objects := bucketARN + "/" + prefix + "/*"
+	return []Statement{
+		{
+			Sid:      "PutObjects",
+			Effect:   "Allow",
+			Action:   []string{"s3:PutObject"},
+			Resource: []string{objects},
+		},
+		{
+			Sid:      "EncryptObjectsThroughS3",
+			Effect:   "Allow",
+			Action:   []string{"kms:GenerateDataKey", "kms:Decrypt"},
+			Resource: []string{keyARN},
+			Condition: map[string]map[string]any{
+				"StringEquals": {"kms:ViaService": "s3." + region + ".amazonaws.com"},
+				"StringLike":   {"kms:EncryptionContext:aws:s3:arn": []string{bucketARN, objects}},
+			},
+		},
+	}
+}

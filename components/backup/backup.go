@@ -58,6 +58,10 @@ type BackupBucketArgs struct {
 	VaultCASecretName pulumi.StringInput
 	// Tags are set on every AWS resource that takes tags.
 	Tags pulumi.StringMapInput
+	// SnapshotsAfter are resources the CronJob is created after: what makes
+	// Vault accept its login (the platform's bootstrap Job). An input, so
+	// they may be created after this component, from its bucket.
+	SnapshotsAfter pulumi.ResourceArrayInput
 }
 
 // BackupBucket is the snapshot bucket, its writer role and the CronJob.

@@ -39,7 +39,9 @@ type Config struct {
 	// ServiceAccount is the snapshot job's service account. Default: vault-snapshot.
 	ServiceAccount string `json:"serviceAccount,omitempty"`
 	// VaultRole is the Vault Kubernetes-auth role of the snapshot job, bound
-	// to its service account and to SnapshotPolicy. Default: raft-snapshot.
+	// to its service account; the platform's bootstrap creates it with a
+	// policy that may read SnapshotPath, so it starts with
+	// bootstrap.namePrefix. Default: secrets-platform-raft-snapshot.
 	VaultRole string `json:"vaultRole,omitempty"`
 	// VaultAuthMount is the Kubernetes auth method's mount path. Default: kubernetes.
 	VaultAuthMount string `json:"vaultAuthMount,omitempty"`
@@ -65,7 +67,7 @@ func DefaultConfig() Config {
 		// A run that cannot finish within 30 minutes shows as failed.
 		ActiveDeadlineSeconds: 30 * 60,
 		ServiceAccount:        "vault-snapshot",
-		VaultRole:             "raft-snapshot",
+		VaultRole:             "secrets-platform-raft-snapshot",
 		VaultAuthMount:        "kubernetes",
 		AWSCLIImage:           "amazon/aws-cli:2.31.18",
 		Resources: kube.Resources{

@@ -8,7 +8,6 @@ import (
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-	k8scorev1 "k8s.io/api/core/v1"
 
 	"github.com/secrets-platform/secrets-platform/components/kube"
 )
@@ -116,7 +115,7 @@ func (b *build) newSnapshotJob(to jobTargets) (*batchv1.CronJob, error) {
 		AutomountServiceAccountToken: pulumi.Bool(false),
 		EnableServiceLinks:           pulumi.Bool(false),
 		RestartPolicy:                pulumi.String("Never"), // a failed run is retried as a new pod, up to backoffLimit
-		SecurityContext:              podSecurityContext(kube.RestrictedPodSecurityContext(runAsUser, runAsGroup, fsGroup)),
+		SecurityContext:              kube.PodSecurityContextArgs(kube.RestrictedPodSecurityContext(runAsUser, runAsGroup, fsGroup)),
 		InitContainers:               corev1.ContainerArray{save},
 		Containers:                   corev1.ContainerArray{upload},
 		Volumes: corev1.VolumeArray{
@@ -164,11 +163,20 @@ func (b *build) newSnapshotJob(to jobTargets) (*batchv1.CronJob, error) {
 				},
 			},
 		},
-	}, b.parent)
+	}, b.cronJobOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("creating snapshot CronJob: %w", err)
 	}
 	return cronJob, nil
+}
+
+// cronJobOptions put the CronJob after Args.SnapshotsAfter, if any.
+func (b *build) cronJobOptions() []pulumi.ResourceOption {
+	opts := []pulumi.ResourceOption{b.parent}
+	if b.args.SnapshotsAfter != nil {
+		opts = append(opts, pulumi.DependsOnInputs(b.args.SnapshotsAfter))
+	}
+	return opts
 }
 
 // containers are the pod's two steps: save the snapshot from Vault (an
@@ -179,7 +187,7 @@ func (b *build) containers(to jobTargets) (save, upload *corev1.ContainerArgs) {
 		Requests: pulumi.ToStringMap(a.Resources.Requests),
 		Limits:   pulumi.ToStringMap(a.Resources.Limits),
 	}
-	containerSC := securityContext(kube.RestrictedContainerSecurityContext(runAsUser, runAsGroup, true))
+	containerSC := kube.SecurityContextArgs(kube.RestrictedContainerSecurityContext(runAsUser, runAsGroup, true))
 	tmp := &corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}
 	home := &corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/tmp")}
 
@@ -224,66 +232,4 @@ func (b *build) containers(to jobTargets) (save, upload *corev1.ContainerArgs) {
 			tmp,
 		})
 	return save, upload
-}
-
-// podSecurityContext carries kube's restricted pod security context over to
-// the Pulumi type, field by field.
-func podSecurityContext(sc *k8scorev1.PodSecurityContext) *corev1.PodSecurityContextArgs {
-	out := &corev1.PodSecurityContextArgs{
-		RunAsNonRoot: boolPtr(sc.RunAsNonRoot),
-		RunAsUser:    intPtr(sc.RunAsUser),
-		RunAsGroup:   intPtr(sc.RunAsGroup),
-		FsGroup:      intPtr(sc.FSGroup),
-	}
-	if sc.SeccompProfile != nil {
-		out.SeccompProfile = &corev1.SeccompProfileArgs{Type: pulumi.String(string(sc.SeccompProfile.Type))}
-	}
-	return out
-}
-
-// securityContext carries kube's restricted container security context over
-// to the Pulumi type, field by field.
-func securityContext(sc *k8scorev1.SecurityContext) *corev1.SecurityContextArgs {
-	out := &corev1.SecurityContextArgs{
-		AllowPrivilegeEscalation: boolPtr(sc.AllowPrivilegeEscalation),
-		RunAsNonRoot:             boolPtr(sc.RunAsNonRoot),
-		RunAsUser:                intPtr(sc.RunAsUser),
-		RunAsGroup:               intPtr(sc.RunAsGroup),
-		ReadOnlyRootFilesystem:   boolPtr(sc.ReadOnlyRootFilesystem),
-	}
-	if sc.Capabilities != nil {
-		out.Capabilities = &corev1.CapabilitiesArgs{
-			Add:  capabilities(sc.Capabilities.Add),
-			Drop: capabilities(sc.Capabilities.Drop),
-		}
-	}
-	if sc.SeccompProfile != nil {
-		out.SeccompProfile = &corev1.SeccompProfileArgs{Type: pulumi.String(string(sc.SeccompProfile.Type))}
-	}
-	return out
-}
-
-func boolPtr(b *bool) pulumi.BoolPtrInput {
-	if b == nil {
-		return nil
-	}
-	return pulumi.Bool(*b)
-}
-
-func intPtr(i *int64) pulumi.IntPtrInput {
-	if i == nil {
-		return nil
-	}
-	return pulumi.Int(int(*i))
-}
-
-func capabilities(cs []k8scorev1.Capability) pulumi.StringArrayInput {
-	if len(cs) == 0 {
-		return nil
-	}
-	out := make([]string, len(cs))
-	for i, c := range cs {
-		out[i] = string(c)
-	}
-	return pulumi.ToStringArray(out)
 }

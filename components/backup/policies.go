@@ -7,14 +7,9 @@ import (
 	"github.com/secrets-platform/secrets-platform/components/awsiam"
 )
 
-// SnapshotPolicy is the Vault policy the job's Vault role (VaultRole) needs:
-// `vault operator raft snapshot save` reads sys/storage/raft/snapshot, and
-// nothing else is allowed. The runbook writes it with
-// `vault policy write raft-snapshot -`.
-const SnapshotPolicy = `path "sys/storage/raft/snapshot" {
-  capabilities = ["read"]
-}
-`
+// SnapshotPath is what the job's Vault role (VaultRole) may read, and all it
+// may: `vault operator raft snapshot save` reads it.
+const SnapshotPath = "sys/storage/raft/snapshot"
 
 // S3 condition keys of the request headers that choose an object's
 // encryption.
@@ -102,34 +97,10 @@ func BucketPolicy(bucketARN, keyARN string) (string, error) {
 }
 
 // UploadPolicy is the snapshot job's role policy: write objects under the
-// prefix, and use the key only through S3 in region, for this bucket.
-//
-// s3:ListBucket is not granted: `aws s3 cp` of a local file to a full key
-// never lists. S3 asks KMS for a data key (kms:GenerateDataKey) on upload,
-// and a multipart upload also needs kms:Decrypt to combine the parts;
-// kms:Encrypt is never called for SSE-KMS. With a bucket key, the
-// encryption context is the bucket's ARN, otherwise the object's.
+// prefix, and use the key only through S3 in region, for this bucket
+// (awsiam.PutObjectsWithKMS).
 func UploadPolicy(bucketARN, prefix, keyARN, region string) (string, error) {
-	return awsiam.Document(
-		awsiam.Statement{
-			Sid:      "PutSnapshots",
-			Effect:   "Allow",
-			Action:   []string{"s3:PutObject"},
-			Resource: []string{bucketARN + "/" + prefix + "/*"},
-		},
-		awsiam.Statement{
-			Sid:      "EncryptSnapshotsThroughS3",
-			Effect:   "Allow",
-			Action:   []string{"kms:GenerateDataKey", "kms:Decrypt"},
-			Resource: []string{keyARN},
-			Condition: map[string]map[string]any{
-				"StringEquals": {"kms:ViaService": "s3." + region + ".amazonaws.com"},
-				"StringLike": {"kms:EncryptionContext:aws:s3:arn": []string{
-					bucketARN, bucketARN + "/" + prefix + "/*",
-				}},
-			},
-		},
-	).JSON()
+	return awsiam.Document(awsiam.PutObjectsWithKMS(bucketARN, prefix, keyARN, region)...).JSON()
 }
 
 // accountKeyPolicy is the dedicated key's policy, AWS's default one: the

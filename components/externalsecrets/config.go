@@ -77,8 +77,15 @@ type StoreConfig struct {
 	Version string `json:"version,omitempty"`
 	// AuthMount is the Kubernetes auth method's mount path. Default: kubernetes.
 	AuthMount string `json:"authMount,omitempty"`
-	// Role is the Vault role bound to the service account. Default: external-secrets.
+	// Role is the Vault role bound to the service account; the platform's
+	// bootstrap creates it, so it starts with bootstrap.namePrefix.
+	// Default: secrets-platform-external-secrets.
 	Role string `json:"role,omitempty"`
+	// Audiences are the audiences of the token ESO requests for the
+	// service account, which the Vault role must expect; none is the API
+	// server's (not a stack key; the platform sets its bootstrap's).
+	// Default: none.
+	Audiences []string `json:"-"`
 }
 
 // SecretConfig is one ExternalSecret.
@@ -94,6 +101,10 @@ type SecretConfig struct {
 	VaultKey string `json:"vaultKey"`
 	// Data maps Vault properties to the Secret's keys.
 	Data []DataConfig `json:"data"`
+	// WaitForSync makes `pulumi up` wait until ESO reports the secret
+	// synced (its Ready condition), so what runs after it finds the Secret.
+	// Default: false.
+	WaitForSync bool `json:"waitForSync,omitempty"`
 }
 
 // DataConfig maps one Vault property to one key of the Kubernetes Secret.
@@ -119,7 +130,7 @@ func DefaultConfig() Config {
 		ServiceAccount: "external-secrets-vault-auth",
 		Resources:      ResourcesConfig{Controller: small(), Webhook: small(), CertController: small()},
 		Store: StoreConfig{
-			Name: "vault-backend", Path: "secret", Version: "v2", AuthMount: "kubernetes", Role: "external-secrets",
+			Name: "vault-backend", Path: "secret", Version: "v2", AuthMount: "kubernetes", Role: "secrets-platform-external-secrets",
 		},
 		RefreshInterval: "5m",
 		TimeoutSeconds:  600,

@@ -44,8 +44,9 @@ type vaultKubernetesAuth struct {
 // serviceAccountRef.namespace is only read for cluster-scoped stores; a
 // namespaced store always uses its own namespace.
 type serviceAccountRef struct {
-	Name      string `json:"name"`
-	Namespace string `json:"namespace,omitempty"`
+	Name      string   `json:"name"`
+	Namespace string   `json:"namespace,omitempty"`
+	Audiences []string `json:"audiences,omitempty"`
 }
 
 type externalSecretSpecBody struct {
@@ -87,7 +88,7 @@ func storeSpec(store StoreConfig, address, caPEM, serviceAccount, namespace stri
 	if block, _ := pem.Decode([]byte(caPEM)); block == nil || block.Type != "CERTIFICATE" {
 		return nil, fmt.Errorf("externalsecrets: the Vault CA is not a PEM certificate")
 	}
-	ref := serviceAccountRef{Name: serviceAccount}
+	ref := serviceAccountRef{Name: serviceAccount, Audiences: store.Audiences}
 	if store.Cluster {
 		ref.Namespace = namespace
 	}

@@ -53,7 +53,8 @@ type ExternalSecretsStackArgs struct {
 	// (from HardenedVault); the store trusts it and nothing else. Required.
 	VaultCACertPEM pulumi.StringInput
 	// DependsOn are resources the store and the ExternalSecrets wait for
-	// besides the ESO release, typically the Vault Helm release.
+	// besides the ESO release: what makes Vault answer them (the platform's
+	// bootstrap Job).
 	DependsOn []pulumi.Resource
 }
 
@@ -226,7 +227,16 @@ func newExternalSecret(ctx *pulumi.Context, resourceName string, a *ExternalSecr
 	return apiextensions.NewCustomResource(ctx, resourceName, &apiextensions.CustomResourceArgs{
 		ApiVersion:  pulumi.String(APIVersion),
 		Kind:        pulumi.String(KindExternalSecret),
-		Metadata:    &metav1.ObjectMetaArgs{Name: pulumi.String(es.Name), Namespace: a.Namespace},
+		Metadata:    &metav1.ObjectMetaArgs{Name: pulumi.String(es.Name), Namespace: a.Namespace, Annotations: waitFor(es)},
 		OtherFields: map[string]any{"spec": pulumi.ToMap(spec)},
 	}, opts...)
+}
+
+// waitFor is the annotation that makes the Kubernetes provider await an
+// ExternalSecret until ESO reports it Ready (synced), when asked to.
+func waitFor(es SecretConfig) pulumi.StringMap {
+	if !es.WaitForSync {
+		return nil
+	}
+	return pulumi.StringMap{"pulumi.com/waitFor": pulumi.String("condition=Ready")}
 }

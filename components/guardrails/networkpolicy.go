@@ -58,6 +58,9 @@ type NetworkArgs struct {
 	// SnapshotPodLabels select the pods of the Raft snapshot CronJob; empty
 	// means there is no snapshot job and no policy for it.
 	SnapshotPodLabels map[string]string
+	// BootstrapPodLabels select the pods of the VaultBootstrap Job, which
+	// call every voter and AWS (KMS, S3); empty means there is no bootstrap.
+	BootstrapPodLabels map[string]string
 	// KubeAPICIDRs are the API server endpoint addresses (required).
 	KubeAPICIDRs []string
 	// KubeAPIPort is the API server endpoints' port; 0 means 443.
@@ -172,6 +175,9 @@ func networkPolicies(name string, n NetworkArgs, c Config) ([]policy, error) {
 	if len(n.SnapshotPodLabels) > 0 {
 		ps = append(ps, flow(name+"-snapshot-to-vault", n.SnapshotPodLabels, vault, tcp(vaultAPIPort))...)
 	}
+	if len(n.BootstrapPodLabels) > 0 {
+		ps = append(ps, flow(name+"-bootstrap-to-vault", n.BootstrapPodLabels, vault, tcp(vaultAPIPort))...)
+	}
 	ps = append(ps,
 		// Vault: Kubernetes auth (TokenReview) and service registration.
 		egressPolicy(name+"-vault-kube-api-egress", vault, cidrPeers(n.KubeAPICIDRs), kubeAPI),
@@ -184,6 +190,9 @@ func networkPolicies(name string, n NetworkArgs, c Config) ([]policy, error) {
 		ps = append(ps, egressPolicy(name+"-vault-aws-egress", vault, cidrPeers(c.AWSCIDRs), tcp(awsAPIPort)))
 		if len(n.SnapshotPodLabels) > 0 {
 			ps = append(ps, egressPolicy(name+"-snapshot-aws-egress", n.SnapshotPodLabels, cidrPeers(c.AWSCIDRs), tcp(awsAPIPort)))
+		}
+		if len(n.BootstrapPodLabels) > 0 {
+			ps = append(ps, egressPolicy(name+"-bootstrap-aws-egress", n.BootstrapPodLabels, cidrPeers(c.AWSCIDRs), tcp(awsAPIPort)))
 		}
 	}
 	if n.MonitoringNamespace != "" {

@@ -20,6 +20,23 @@ const (
 	clusterPort   = 8201
 )
 
+// AuditLogFile is where the file audit device writes: on the audit volume,
+// which outlives the pod.
+const AuditLogFile = auditPath + "/vault_audit.log"
+
+// podHost is pod i of the release called name under its headless service,
+// which publishes pods before they are ready; the certificate names it.
+func podHost(name string, i int) string {
+	return fmt.Sprintf("%s-%d.%s-internal", name, i, name)
+}
+
+// PodAddress is the API address of pod i of the release called name, for
+// whoever must reach one voter in particular, ready or not: Raft joins and
+// the bootstrap.
+func PodAddress(name string, i int) string {
+	return fmt.Sprintf("https://%s:%d", podHost(name, i), apiPort)
+}
+
 // Prometheus keeps this much of Vault's metrics in memory; it must be longer
 // than the scrape interval (the chart's ServiceMonitor scrapes every 30s).
 const prometheusRetention = "24h"
@@ -88,10 +105,10 @@ func serverConfig(p configParams) ([]byte, error) {
 	for i := 0; i < p.Replicas; i++ {
 		// Each voter through the headless service; the name is one of the
 		// certificate's DNS names, so the join verifies it.
-		host := fmt.Sprintf("%s-%d.%s-internal", p.Name, i, p.Name)
+		host := podHost(p.Name, i)
 		raft.AppendNewline()
 		join := raft.AppendNewBlock("retry_join", nil).Body()
-		join.SetAttributeValue("leader_api_addr", cty.StringVal(fmt.Sprintf("https://%s:%d", host, apiPort)))
+		join.SetAttributeValue("leader_api_addr", cty.StringVal(PodAddress(p.Name, i)))
 		join.SetAttributeValue("leader_tls_servername", cty.StringVal(host))
 		join.SetAttributeValue("leader_ca_cert_file", cty.StringVal(ca))
 		join.SetAttributeValue("leader_client_cert_file", cty.StringVal(cert))

@@ -1,0 +1,421 @@
+// Package bootstrap provides VaultBootstrap: the Job that makes `pulumi up`
+// end with Vault initialised, configured from the stack's config and
+// healthy. It initialises Vault once (recovery shares encrypted to PGP
+// holders or the whole init output to a KMS key, published to the backup
+// bucket before anything else can fail), configures audit devices, the KV
+// engine, Kubernetes auth, one least-privilege policy and role per client,
+// and then waits until every voter is unsealed and Raft is healthy. The Job
+// is named after a hash of what it applies, so a change runs a new one and
+// Pulumi awaits it; whatever needs Vault depends on it.
+package bootstrap
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
+	batchv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/batch/v1"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/secrets-platform/secrets-platform/components/awsiam"
+	"github.com/secrets-platform/secrets-platform/components/kube"
+	"github.com/secrets-platform/secrets-platform/components/validate"
+)
+
+// TypeToken is the Pulumi type of the VaultBootstrap component.
+const TypeToken = "platform:vault:VaultBootstrap"
+
+// Script is the Job's script (bootstrap.sh): POSIX sh using the vault CLI
+// and busybox tools of the Vault image, and the AWS CLI in its publish step.
+//
+//go:embed bootstrap.sh
+var Script string
+
+// InitPrefix is the key prefix of the init objects in the backup bucket.
+const InitPrefix = "init"
+
+// Where the Job's pod mounts what it uses.
+const (
+	// ConfigDir holds the ConfigMap: the script, policies, roles, PGP keys.
+	ConfigDir = "/bootstrap"
+	// SecretsDir is the memory-backed emptyDir for init's output.
+	SecretsDir = "/secrets"
+	// CACertPath is VAULT_CACERT, from VaultCASecretName's ca.crt.
+	CACertPath = "/vault/tls/ca.crt"
+	// TokenPath is the projected token the configurator logs in with.
+	TokenPath = "/var/run/secrets/vault/token"
+)
+
+// IDs the containers run as: the hashicorp/vault image's vault user.
+const (
+	runAsUser  = 100
+	runAsGroup = 1000
+	// tokenLifetime is the shortest a projected token may live; the Job
+	// logs in once, at the start of its configure step.
+	tokenLifetime = 10 * 60
+	// secretsLimit bounds the memory-backed emptyDir: init's output is a
+	// few kilobytes.
+	secretsLimit = "1Mi"
+)
+
+// VaultBootstrapArgs configures VaultBootstrap: its Config and the inputs
+// that come from HardenedVault, BackupBucket and the cluster.
+type VaultBootstrapArgs struct {
+	Config
+	// Setup is what to configure in Vault (required).
+	Setup VaultSetup
+	// Namespace is Vault's namespace, where the Job runs (required).
+	Namespace string
+	// Voters are the servers the Job initialises (the first) and checks,
+	// by addresses that answer before a pod is ready (required).
+	Voters []Voter
+	// VaultAddress is the active node's address, for configuration (required).
+	VaultAddress pulumi.StringInput
+	// VaultImage runs the init and configure steps: the servers' (required).
+	VaultImage pulumi.StringInput
+	// AWSCLIImage runs the publish step (required).
+	AWSCLIImage string
+	// VaultCASecretName holds the CA of Vault's certificate as ca.crt (required).
+	VaultCASecretName pulumi.StringInput
+	// AuditFile is the file audit device's path on the servers (required).
+	AuditFile string
+	// KubernetesHost is the API server address Vault reviews tokens with.
+	// Default: https://kubernetes.default.svc.
+	KubernetesHost string
+	// PodLabels label the Job's pods, for network policies (required).
+	PodLabels map[string]string
+	// AccountID, Region, OIDCProviderARN and OIDCIssuer: where the
+	// recovery key and the publishing role live, and who may assume it
+	// (required).
+	AccountID, Region, OIDCProviderARN, OIDCIssuer string
+	// Bucket, BucketARN and BucketKeyARN are the backup bucket the init
+	// object goes to, under InitPrefix, and its key (required).
+	Bucket, BucketARN, BucketKeyARN pulumi.StringInput
+	// Tags are set on every AWS resource that takes tags.
+	Tags pulumi.StringMapInput
+}
+
+// VaultBootstrap is the bootstrap Job and what it needs.
+type VaultBootstrap struct {
+	pulumi.ResourceState
+
+	// Job is the Job of this revision: whatever needs a configured, healthy
+	// Vault depends on it.
+	Job *batchv1.Job
+	// JobName is the Job's name, <name>-<hash of what it applies>.
+	JobName pulumi.StringOutput
+	// RecoveryKeyARN is the key the init output is encrypted with; empty
+	// in PGP mode.
+	RecoveryKeyARN pulumi.StringOutput
+	// RoleARN is the Job's IRSA role, which may only publish under init/.
+	RoleARN pulumi.StringOutput
+}
+
+// NewVaultBootstrap validates args, renders the Vault-side configuration,
+// and creates the publishing role, the recovery key (KMS mode), the Job's
+// service account, its ConfigMap and the Job.
+func NewVaultBootstrap(ctx *pulumi.Context, name string, args *VaultBootstrapArgs, opts ...pulumi.ResourceOption) (*VaultBootstrap, error) {
+	if err := check(name, args); err != nil {
+		return nil, err
+	}
+	a := args
+	host := a.KubernetesHost
+	if host == "" {
+		host = "https://kubernetes.default.svc"
+	}
+	p, err := newPlan(planInput{
+		Config: a.Config, Setup: a.Setup, Namespace: a.Namespace, Voters: a.Voters,
+		AuditFile: a.AuditFile, KubernetesHost: host,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	comp := &VaultBootstrap{}
+	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
+		return nil, fmt.Errorf("registering %s: %w", name, err)
+	}
+	b := &build{ctx: ctx, name: name, args: a, parent: pulumi.Parent(comp)}
+
+	role, err := b.newRole()
+	if err != nil {
+		return nil, err
+	}
+	recoveryKey := pulumi.String("").ToStringOutput()
+	if !a.PGPMode() {
+		if recoveryKey, err = b.newRecoveryKey(role.Arn); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.newRolePolicy(role, recoveryKey); err != nil {
+		return nil, err
+	}
+	job, err := b.newJob(p, role.Arn, recoveryKey)
+	if err != nil {
+		return nil, err
+	}
+
+	comp.Job = job
+	comp.JobName = job.Metadata.Name().Elem()
+	comp.RecoveryKeyARN = recoveryKey
+	comp.RoleARN = role.Arn
+	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{
+		"jobName":        comp.JobName,
+		"recoveryKeyArn": comp.RecoveryKeyARN,
+		"roleArn":        comp.RoleARN,
+	}); err != nil {
+		return nil, fmt.Errorf("registering %s outputs: %w", TypeToken, err)
+	}
+	return comp, nil
+}
+
+// build is one VaultBootstrap under construction.
+type build struct {
+	ctx    *pulumi.Context
+	name   string
+	args   *VaultBootstrapArgs
+	parent pulumi.ResourceOption
+}
+
+// newRole creates the Job's IRSA role, which only its service account may
+// assume.
+func (b *build) newRole() (*iam.Role, error) {
+	a := b.args
+	trust, err := awsiam.IRSATrust(a.OIDCProviderARN, a.OIDCIssuer, a.Namespace, a.ServiceAccount).JSON()
+	if err != nil {
+		return nil, err
+	}
+	role, err := iam.NewRole(b.ctx, b.name, &iam.RoleArgs{
+		Description:      pulumi.String("Vault bootstrap: publish the init object (IRSA)"),
+		AssumeRolePolicy: pulumi.String(trust),
+		Tags:             a.Tags,
+	}, b.parent)
+	if err != nil {
+		return nil, fmt.Errorf("creating bootstrap role: %w", err)
+	}
+	return role, nil
+}
+
+// newRecoveryKey creates the key the init output is encrypted with,
+// protected and kept: without it the init object cannot be opened.
+func (b *build) newRecoveryKey(roleARN pulumi.StringOutput) (pulumi.StringOutput, error) {
+	a := b.args
+	policy := roleARN.ApplyT(func(role string) (string, error) {
+		return RecoveryKeyPolicy(a.AccountID, partition(a.OIDCProviderARN), role, a.BreakGlassPrincipals)
+	}).(pulumi.StringOutput)
+	key, err := kms.NewKey(b.ctx, b.name+"-recovery", &kms.KeyArgs{
+		Description:           pulumi.Sprintf("Vault init output (%s): recovery shares and the revoked root token", b.name),
+		CustomerMasterKeySpec: pulumi.String("SYMMETRIC_DEFAULT"),
+		KeyUsage:              pulumi.String("ENCRYPT_DECRYPT"),
+		EnableKeyRotation:     pulumi.Bool(true),
+		DeletionWindowInDays:  pulumi.Int(a.KeyDeletionWindowDays),
+		Policy:                policy,
+		Tags:                  a.Tags,
+	}, b.parent, pulumi.Protect(true), pulumi.RetainOnDelete(true))
+	if err != nil {
+		return pulumi.StringOutput{}, fmt.Errorf("creating recovery key: %w", err)
+	}
+	return key.Arn, nil
+}
+
+// newRolePolicy lets the role put objects under init/ only, and encrypt
+// with the recovery key (KMS mode).
+func (b *build) newRolePolicy(role *iam.Role, recoveryKey pulumi.StringOutput) error {
+	a := b.args
+	doc := pulumi.All(a.BucketARN, a.BucketKeyARN, recoveryKey).ApplyT(func(v []any) (string, error) {
+		return PublishPolicy(v[0].(string), v[1].(string), v[2].(string), a.Region)
+	}).(pulumi.StringOutput)
+	if _, err := iam.NewRolePolicy(b.ctx, b.name+"-publish", &iam.RolePolicyArgs{
+		Role:   role.ID(),
+		Policy: doc,
+	}, b.parent); err != nil {
+		return fmt.Errorf("creating bootstrap role policy: %w", err)
+	}
+	return nil
+}
+
+// newJob creates the service account, the ConfigMap of this revision and
+// its Job.
+func (b *build) newJob(p plan, roleARN, recoveryKey pulumi.StringOutput) (*batchv1.Job, error) {
+	a := b.args
+	labels := pulumi.ToStringMap(a.PodLabels)
+	revision := b.name + "-" + p.hash()
+
+	sa, err := corev1.NewServiceAccount(b.ctx, b.name, &corev1.ServiceAccountArgs{
+		Metadata: &metav1.ObjectMetaArgs{
+			Name:        pulumi.String(a.ServiceAccount),
+			Namespace:   pulumi.String(a.Namespace),
+			Labels:      labels,
+			Annotations: pulumi.StringMap{"eks.amazonaws.com/role-arn": roleARN},
+		},
+		AutomountServiceAccountToken: pulumi.Bool(false),
+	}, b.parent)
+	if err != nil {
+		return nil, fmt.Errorf("creating bootstrap service account: %w", err)
+	}
+	cm, err := corev1.NewConfigMap(b.ctx, b.name, &corev1.ConfigMapArgs{
+		Metadata:  &metav1.ObjectMetaArgs{Name: pulumi.String(revision), Namespace: pulumi.String(a.Namespace), Labels: labels},
+		Data:      pulumi.ToStringMap(p.Files),
+		Immutable: pulumi.Bool(true),
+	}, b.parent)
+	if err != nil {
+		return nil, fmt.Errorf("creating bootstrap ConfigMap: %w", err)
+	}
+
+	init, publish, configure := b.containers(p, recoveryKey)
+	pod := &corev1.PodSpecArgs{
+		ServiceAccountName:           sa.Metadata.Name(),
+		AutomountServiceAccountToken: pulumi.Bool(false),
+		EnableServiceLinks:           pulumi.Bool(false),
+		RestartPolicy:                pulumi.String("Never"),
+		SecurityContext:              kube.PodSecurityContextArgs(kube.RestrictedPodSecurityContext(runAsUser, runAsGroup, runAsGroup)),
+		InitContainers:               corev1.ContainerArray{init, publish},
+		Containers:                   corev1.ContainerArray{configure},
+		Volumes: corev1.VolumeArray{
+			&corev1.VolumeArgs{Name: pulumi.String("config"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{Name: cm.Metadata.Name()}},
+			&corev1.VolumeArgs{Name: pulumi.String("secrets"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{
+				Medium: pulumi.String("Memory"), SizeLimit: pulumi.String(secretsLimit),
+			}},
+			&corev1.VolumeArgs{Name: pulumi.String("tmp"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("64Mi")}},
+			&corev1.VolumeArgs{Name: pulumi.String("vault-ca"), Secret: &corev1.SecretVolumeSourceArgs{
+				SecretName: a.VaultCASecretName,
+				Items:      corev1.KeyToPathArray{&corev1.KeyToPathArgs{Key: pulumi.String("ca.crt"), Path: pulumi.String("ca.crt")}},
+			}},
+			&corev1.VolumeArgs{Name: pulumi.String("vault-token"), Projected: &corev1.ProjectedVolumeSourceArgs{
+				Sources: corev1.VolumeProjectionArray{&corev1.VolumeProjectionArgs{
+					ServiceAccountToken: &corev1.ServiceAccountTokenProjectionArgs{
+						Path: pulumi.String("token"), Audience: pulumi.String(Audience), ExpirationSeconds: pulumi.Int(tokenLifetime),
+					},
+				}},
+			}},
+		},
+	}
+	timeout := fmt.Sprintf("%ds", a.TimeoutSeconds)
+	job, err := batchv1.NewJob(b.ctx, b.name, &batchv1.JobArgs{
+		Metadata: &metav1.ObjectMetaArgs{
+			Name:      pulumi.String(revision),
+			Namespace: pulumi.String(a.Namespace),
+			Labels:    labels,
+			// A Job that failed is run again by the next `pulumi up`
+			// instead of being awaited forever.
+			Annotations: pulumi.StringMap{"pulumi.com/replaceUnready": pulumi.String("true")},
+		},
+		Spec: &batchv1.JobSpecArgs{
+			// One attempt: a retry would find init done and its output gone.
+			BackoffLimit:          pulumi.Int(0),
+			ActiveDeadlineSeconds: pulumi.Int(a.TimeoutSeconds),
+			// No ttlSecondsAfterFinished: a refresh would find the Job gone
+			// and create it again.
+			Template: &corev1.PodTemplateSpecArgs{
+				Metadata: &metav1.ObjectMetaArgs{Labels: labels},
+				Spec:     pod,
+			},
+		},
+	}, b.parent, pulumi.DependsOn([]pulumi.Resource{sa}),
+		pulumi.Timeouts(&pulumi.CustomTimeouts{Create: timeout, Update: timeout}))
+	if err != nil {
+		return nil, fmt.Errorf("creating bootstrap Job: %w", err)
+	}
+	return job, nil
+}
+
+// containers are the pod's three steps: init (Vault image), publish (AWS
+// CLI), configure and gate (Vault image), each running Script.
+func (b *build) containers(p plan, recoveryKey pulumi.StringOutput) (init, publish, configure *corev1.ContainerArgs) {
+	a := b.args
+	env := func(name string, value pulumi.StringInput) *corev1.EnvVarArgs {
+		return &corev1.EnvVarArgs{Name: pulumi.String(name), Value: value}
+	}
+	common := corev1.EnvVarArray{
+		env("CONFIG_DIR", pulumi.String(ConfigDir)),
+		env("SECRETS_DIR", pulumi.String(SecretsDir)),
+		env("HOME", pulumi.String("/tmp")),
+	}
+	for _, k := range p.settingNames() {
+		common = append(common, env(k, pulumi.String(p.Settings[k])))
+	}
+	vaultEnv := append(corev1.EnvVarArray{
+		env("VAULT_ADDR", a.VaultAddress),
+		env("VAULT_CACERT", pulumi.String(CACertPath)),
+		env("JWT_FILE", pulumi.String(TokenPath)),
+	}, common...)
+	awsEnv := append(corev1.EnvVarArray{
+		env("INIT_BUCKET", a.Bucket),
+		env("INIT_PREFIX", pulumi.String(InitPrefix)),
+		env("BUCKET_KEY_ARN", a.BucketKeyARN),
+		env("RECOVERY_KEY_ID", recoveryKey),
+		env("AWS_REGION", pulumi.String(a.Region)),
+	}, common...)
+
+	mount := func(volume, path string, readOnly bool) *corev1.VolumeMountArgs {
+		return &corev1.VolumeMountArgs{Name: pulumi.String(volume), MountPath: pulumi.String(path), ReadOnly: pulumi.Bool(readOnly)}
+	}
+	base := corev1.VolumeMountArray{mount("config", ConfigDir, true), mount("secrets", SecretsDir, false), mount("tmp", "/tmp", false)}
+	vaultMounts := append(corev1.VolumeMountArray{
+		mount("vault-ca", "/vault/tls", true), mount("vault-token", "/var/run/secrets/vault", true),
+	}, base...)
+
+	step := func(name string, image pulumi.StringInput, env corev1.EnvVarArray, mounts corev1.VolumeMountArray) *corev1.ContainerArgs {
+		return &corev1.ContainerArgs{
+			Name:         pulumi.String(name),
+			Image:        image,
+			Command:      pulumi.ToStringArray([]string{"/bin/sh", ConfigDir + "/" + scriptFile, name}),
+			Env:          env,
+			VolumeMounts: mounts,
+			Resources: &corev1.ResourceRequirementsArgs{
+				Requests: pulumi.ToStringMap(a.Resources.Requests),
+				Limits:   pulumi.ToStringMap(a.Resources.Limits),
+			},
+			SecurityContext: kube.SecurityContextArgs(kube.RestrictedContainerSecurityContext(runAsUser, runAsGroup, true)),
+		}
+	}
+	return step("init", a.VaultImage, vaultEnv, vaultMounts),
+		step("publish", pulumi.String(a.AWSCLIImage), awsEnv, base),
+		step("configure", a.VaultImage, vaultEnv, vaultMounts)
+}
+
+// partition is the AWS partition of an ARN, "aws" when it names none.
+func partition(arn string) string {
+	if parts := strings.SplitN(arn, ":", 3); len(parts) == 3 && parts[0] == "arn" && parts[1] != "" {
+		return parts[1]
+	}
+	return "aws"
+}
+
+func check(name string, args *VaultBootstrapArgs) error {
+	if args == nil {
+		return errors.New("bootstrap: args are required")
+	}
+	problems := validate.Problems(args.Validate(name))
+	problems.DNSLabel("Namespace", args.Namespace)
+	if len(args.Voters) == 0 {
+		problems.Addf("Voters", "at least one voter is required")
+	}
+	problems.NonEmpty("Setup.KVMount", args.Setup.KVMount)
+	problems.NonEmpty("Setup.AuthMount", args.Setup.AuthMount)
+	problems.NonEmpty("AuditFile", args.AuditFile)
+	problems.PinnedImage("AWSCLIImage", args.AWSCLIImage)
+	if len(args.PodLabels) == 0 {
+		problems.Addf("PodLabels", "required: network policies select the Job's pods by them")
+	}
+	for _, s := range []struct {
+		path, value string
+	}{{"AccountID", args.AccountID}, {"Region", args.Region}, {"OIDCProviderARN", args.OIDCProviderARN}, {"OIDCIssuer", args.OIDCIssuer}} {
+		problems.NonEmpty(s.path, s.value)
+	}
+	problems.Required("VaultAddress", args.VaultAddress)
+	problems.Required("VaultImage", args.VaultImage)
+	problems.Required("VaultCASecretName", args.VaultCASecretName)
+	problems.Required("Bucket", args.Bucket)
+	problems.Required("BucketARN", args.BucketARN)
+	problems.Required("BucketKeyARN", args.BucketKeyARN)
+	if n := len(name) + 11; n > 63 {
+		problems.Addf(name, "the Job name <name>-<hash> would be %d characters, over 63; use a shorter component name", n)
+	}
+	return validate.Err("bootstrap "+name+": invalid args", problems)
+}

@@ -1,0 +1,247 @@
+#!/bin/sh
+# VaultBootstrap's Job: initialise Vault once, publish what init returns,
+# configure Vault from the stack's config, and wait until every voter is
+# healthy. One step per container of the Job's pod, in this order:
+#
+#   bootstrap.sh init       (vault image)   init voter 0 unless initialised
+#   bootstrap.sh publish    (aws-cli image) encrypt and upload init's output
+#   bootstrap.sh configure  (vault image)   configure, then the health gate
+#
+# Sensitive files live only in $SECRETS_DIR, a memory-backed emptyDir. The
+# settings come from the environment, the policies and roles from the files
+# of the Job's ConfigMap in $CONFIG_DIR (see components/bootstrap).
+set -eu
+umask 077
+
+init_output="${SECRETS_DIR:?}/init.json"
+
+log() { echo "bootstrap: $*"; }
+fail() {
+  echo "bootstrap: $*" >&2
+  exit 1
+}
+
+# voter_addr prints the address of the first voter in $VOTERS ("name=url ...").
+first_voter() {
+  for v in ${VOTERS:?}; do
+    echo "${v#*=}"
+    return
+  done
+}
+
+# wait_for_status waits until the Vault at $1 answers `vault status` with an
+# exit code in $2 (0 unsealed, 2 sealed; 1 is an error).
+wait_for_status() {
+  deadline=$(($(date +%s) + ${GATE_TIMEOUT:?}))
+  while :; do
+    rc=0
+    out=$(VAULT_ADDR="$1" vault status -format=json 2>&1) || rc=$?
+    case " $2 " in *" $rc "*) return 0 ;; esac
+    [ "$(date +%s)" -lt "$deadline" ] ||
+      fail "Vault at $1 did not answer within ${GATE_TIMEOUT}s: $(echo "$out" | tail -n 1)"
+    sleep 5
+  done
+}
+
+step_init() {
+  addr=$(first_voter)
+  wait_for_status "$addr" "0 2"
+  if VAULT_ADDR="$addr" vault status -format=json | grep -q '"initialized": true'; then
+    log "Vault is initialised; nothing to do"
+    return
+  fi
+  [ "${AUTO_INIT:?}" = true ] || fail "Vault is not initialised and bootstrap.autoInit is false: run the init ceremony of docs/runbooks/install-and-init.md, create the configurator identity, then run pulumi up again"
+
+  set -- -format=json -recovery-shares="${RECOVERY_SHARES:?}" -recovery-threshold="${RECOVERY_THRESHOLD:?}"
+  if [ "${PGP_KEYS:?}" -gt 0 ]; then
+    keys="" i=0
+    while [ "$i" -lt "$PGP_KEYS" ]; do
+      keys="${keys:+$keys,}${CONFIG_DIR:?}/pgp-$i.key"
+      i=$((i + 1))
+    done
+    set -- "$@" -recovery-pgp-keys="$keys"
+  fi
+  VAULT_ADDR="$addr" vault operator init "$@" >"$init_output"
+  log "initialised Vault at $addr with ${RECOVERY_SHARES} recovery shares, threshold ${RECOVERY_THRESHOLD}"
+  if [ "$PGP_KEYS" -gt 0 ]; then
+    log "recovery shares, each encrypted to its holder's PGP key, in key order:"
+    recovery_keys
+  fi
+}
+
+# recovery_keys prints the recovery shares of init's output as a JSON object
+# (PGP-encrypted ones in PGP mode: the only part of it that is published).
+recovery_keys() {
+  echo '{'
+  sed -n '/"recovery_keys_b64": \[/,/\]/p' "$init_output" | sed '$s/\],$/]/'
+  echo '}'
+}
+
+step_publish() {
+  if [ ! -s "$init_output" ]; then
+    log "Vault was initialised before this run; nothing to publish"
+    return
+  fi
+  stamp=$(date -u +%Y%m%dT%H%M%SZ)
+  if [ "${PGP_KEYS:?}" -gt 0 ]; then
+    object="$SECRETS_DIR/recovery-keys.json"
+    key="${INIT_PREFIX:?}/$stamp-recovery-keys.pgp.json"
+    recovery_keys >"$object"
+  else
+    # Only KMS sees the plain output; what leaves the pod is ciphertext.
+    object="$SECRETS_DIR/init.json.kms"
+    key="${INIT_PREFIX:?}/$stamp-init.json.kms"
+    aws kms encrypt --key-id "${RECOVERY_KEY_ID:?}" --plaintext "fileb://$init_output" \
+      --encryption-context purpose=vault-init --query CiphertextBlob --output text >"$object"
+  fi
+  aws s3 cp "$object" "s3://${INIT_BUCKET:?}/$key" --sse aws:kms --sse-kms-key-id "${BUCKET_KEY_ARN:?}" --only-show-errors
+  log "published s3://$INIT_BUCKET/$key"
+}
+
+enable_audit() {
+  devices=$(vault audit list -format=json 2>/dev/null || true)
+  case $devices in
+    *"\"${NAME_PREFIX:?}file/\""*) ;;
+    *) vault audit enable -path="${NAME_PREFIX}file" file file_path="${AUDIT_FILE:?}" ;;
+  esac
+  case $devices in
+    *"\"${NAME_PREFIX}stdout/\""*) ;;
+    *) vault audit enable -path="${NAME_PREFIX}stdout" file file_path=stdout ;;
+  esac
+}
+
+setup_auth() {
+  vault read "sys/auth/${AUTH_MOUNT:?}" >/dev/null 2>&1 ||
+    vault auth enable -path="$AUTH_MOUNT" kubernetes
+  # In the cluster Vault reviews tokens with its own service account and
+  # CA; elsewhere (a Vault outside the cluster, the integration tests) they
+  # are given.
+  set -- kubernetes_host="${KUBERNETES_HOST:?}"
+  [ -z "${KUBERNETES_CA_CERT:-}" ] || set -- "$@" kubernetes_ca_cert=@"$KUBERNETES_CA_CERT"
+  [ -z "${TOKEN_REVIEWER_JWT_FILE:-}" ] || set -- "$@" token_reviewer_jwt=@"$TOKEN_REVIEWER_JWT_FILE"
+  vault write "auth/$AUTH_MOUNT/config" "$@" >/dev/null
+}
+
+enable_kv() {
+  if options=$(vault read -field=options "sys/mounts/${KV_MOUNT:?}" 2>/dev/null); then
+    case $options in
+      *version:2*) return ;;
+      *) fail "$KV_MOUNT is mounted, but not as KV version 2 (options: $options); the SecretStore reads KV v2" ;;
+    esac
+  fi
+  vault secrets enable -path="$KV_MOUNT" -version=2 kv
+}
+
+# write_client writes the policy and the Kubernetes-auth role called $1.
+write_client() {
+  vault policy write "$1" "$CONFIG_DIR/policy-$1.hcl" >/dev/null
+  xargs vault write "auth/$AUTH_MOUNT/role/$1" <"$CONFIG_DIR/role-$1.args" >/dev/null
+  log "policy and role $1 written"
+}
+
+# prune removes the roles and policies with the prefix that left the config.
+prune() {
+  roles=$(vault list -format=json "auth/$AUTH_MOUNT/role" 2>/dev/null | sed -n 's/^ *"\([^"]*\)",\{0,1\}$/\1/p')
+  for r in $roles; do
+    case $r in "$NAME_PREFIX"*) ;; *) continue ;; esac
+    [ -f "$CONFIG_DIR/role-$r.args" ] && continue
+    vault delete "auth/$AUTH_MOUNT/role/$r" >/dev/null
+    log "role $r removed: it left the config"
+  done
+  for p in $(vault policy list); do
+    case $p in "$NAME_PREFIX"*) ;; *) continue ;; esac
+    [ -f "$CONFIG_DIR/policy-$p.hcl" ] && continue
+    vault policy delete "$p" >/dev/null
+    log "policy $p removed: it left the config"
+  done
+}
+
+# cluster_problems prints what keeps the cluster from being healthy, one
+# line each, and fails if there is anything.
+cluster_problems() {
+  problems=""
+  for v in $VOTERS; do
+    name=${v%%=*}
+    rc=0
+    status=$(VAULT_ADDR="${v#*=}" vault status -format=json 2>&1) || rc=$?
+    if [ "$rc" = 1 ]; then
+      problems="$problems
+voter $name is unreachable: $(echo "$status" | tail -n 1)"
+    elif echo "$status" | grep -q '"initialized": false'; then
+      problems="$problems
+voter $name is not initialised"
+    elif echo "$status" | grep -q '"sealed": true'; then
+      problems="$problems
+voter $name is sealed"
+    fi
+  done
+  want=$(echo "$VOTERS" | wc -w)
+  if state=$(vault operator raft autopilot state -format=json 2>&1); then
+    voters=$(echo "$state" | sed -n '/^  "voters": \[/,/\]/p' | sed -n 's/^ *"\([^"]*\)",\{0,1\}$/\1/p' | tr '\n' ' ')
+    have=$(echo "$voters" | wc -w)
+    [ "$have" -eq "$want" ] || problems="$problems
+autopilot counts $have voters (${voters% }), want $want"
+    echo "$state" | grep -q '^  "healthy": true' || problems="$problems
+autopilot reports the cluster unhealthy"
+  else
+    problems="$problems
+autopilot state unavailable: $(echo "$state" | tail -n 1)"
+  fi
+  [ -z "$problems" ] && return 0
+  echo "$problems"
+  return 1
+}
+
+gate() {
+  deadline=$(($(date +%s) + GATE_TIMEOUT))
+  while :; do
+    if problems=$(cluster_problems); then
+      log "healthy: every voter is initialised and unsealed, autopilot reports $(echo "$VOTERS" | wc -w) healthy voters"
+      return
+    fi
+    [ "$(date +%s)" -lt "$deadline" ] || fail "health gate failed after ${GATE_TIMEOUT}s:$problems"
+    sleep 5
+  done
+}
+
+step_configure() {
+  wait_for_status "${VAULT_ADDR:?}" 0
+  if [ -s "$init_output" ]; then
+    # First run: the initial root token creates the configurator identity
+    # and is revoked, also when a step fails.
+    VAULT_TOKEN=$(sed -n 's/^ *"root_token": "\([^"]*\)",\{0,1\}$/\1/p' "$init_output")
+    rm -f "$init_output"
+    [ -n "$VAULT_TOKEN" ] || fail "init's output holds no root token"
+    export VAULT_TOKEN
+    trap 'vault token revoke -self >/dev/null 2>&1 || echo "bootstrap: could not revoke the initial root token; revoke it by accessor (install-and-init.md)" >&2' EXIT
+    enable_audit
+    setup_auth
+    write_client "${CONFIGURATOR_ROLE:?}"
+    vault token revoke -self
+    trap - EXIT
+    unset VAULT_TOKEN
+    log "configurator identity created; the initial root token is revoked"
+  fi
+
+  VAULT_TOKEN=$(vault write -field=token "auth/$AUTH_MOUNT/login" role="$CONFIGURATOR_ROLE" jwt=@"${JWT_FILE:?}") ||
+    fail "cannot log in as $CONFIGURATOR_ROLE through auth/$AUTH_MOUNT; if Vault was initialised by hand, create the configurator identity (install-and-init.md)"
+  export VAULT_TOKEN
+  trap 'vault token revoke -self >/dev/null 2>&1 || true' EXIT
+
+  enable_audit
+  enable_kv
+  setup_auth
+  for f in "$CONFIG_DIR"/policy-*.hcl; do
+    name=${f##*/policy-}
+    write_client "${name%.hcl}"
+  done
+  prune
+  gate
+}
+
+case "${1:-}" in
+  init) step_init ;;
+  publish) step_publish ;;
+  configure) step_configure ;;
+  *) fail "usage: bootstrap.sh init|publish|configure" ;;
+esac

@@ -1,0 +1,169 @@
+package bootstrap
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+
+	"github.com/secrets-platform/secrets-platform/components/kube"
+	"github.com/secrets-platform/secrets-platform/components/validate"
+)
+
+// Limits of `vault operator init`: Shamir's scheme in Vault splits into at
+// most 10 shares, and KMS encrypts at most 4 KiB, which the init output of
+// 10 shares stays well under.
+const (
+	maxShares = 10
+	// Audience is the audience of every service-account token that logs in
+	// to Vault: the Kubernetes-auth roles require it, and the clients (ESO,
+	// the snapshot job, the bootstrap itself) request it.
+	Audience = "vault"
+)
+
+// Config is VaultBootstrap's plain settings: the stack's `bootstrap` group.
+// The json tags are its keys; each field's comment ends with its default,
+// which DefaultConfig states.
+type Config struct {
+	// AutoInit lets the Job initialise an uninitialised Vault. With false,
+	// an operator runs the init ceremony of install-and-init.md and the Job
+	// only configures and checks. Default: true.
+	AutoInit bool `json:"autoInit"`
+	// RecoveryShares is how many recovery key shares init creates (1-10).
+	// Default: 5.
+	RecoveryShares int `json:"recoveryShares,omitempty"`
+	// RecoveryThreshold is how many shares recover Vault (generate-root).
+	// Default: 3.
+	RecoveryThreshold int `json:"recoveryThreshold,omitempty"`
+	// PGPKeys are the recovery holders' OpenPGP public keys, base64 (gpg
+	// --export | base64 -w0), one per share, in share order. Public: they
+	// may live in stack config. Set, init encrypts each share to its holder
+	// (PGP mode); empty, the whole init output is encrypted with the
+	// recovery KMS key (KMS mode). Default: none (KMS mode).
+	PGPKeys []string `json:"pgpKeys,omitempty"`
+	// BreakGlassPrincipals are the IAM principals (role or user ARNs) the
+	// recovery key's policy lets decrypt the init object. Empty leaves it to
+	// the account's IAM policies (its administrators). Default: none.
+	BreakGlassPrincipals []string `json:"breakGlassPrincipals,omitempty"`
+	// NamePrefix starts the name of every policy, Kubernetes-auth role and
+	// audit device the bootstrap manages; it removes only names with it.
+	// Default: secrets-platform-.
+	NamePrefix string `json:"namePrefix,omitempty"`
+	// TokenTTL is the lifetime of the Vault tokens of the Kubernetes-auth
+	// roles (a Go duration, 1m to 1h). Default: 10m.
+	TokenTTL string `json:"tokenTtl,omitempty"`
+	// GateTimeoutSeconds is how long the health gate waits for every voter
+	// to be initialised, unsealed and healthy before the Job fails.
+	// Default: 300.
+	GateTimeoutSeconds int `json:"gateTimeoutSeconds,omitempty"`
+	// TimeoutSeconds is how long `pulumi up` waits for the Job to complete
+	// (its customTimeouts); above gateTimeoutSeconds. Default: 900.
+	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
+	// ServiceAccount is the Job's service account, the configurator's
+	// identity in Vault. Default: vault-bootstrap.
+	ServiceAccount string `json:"serviceAccount,omitempty"`
+	// Resources are each of the Job's containers' requests and limits.
+	// Default: requests cpu 50m, memory 64Mi; limits cpu 200m, memory 128Mi.
+	Resources kube.Resources `json:"resources"`
+	// KeyDeletionWindowDays is the recovery key's deletion window (not a
+	// stack key). Default: 30.
+	KeyDeletionWindowDays int `json:"-"`
+}
+
+// DefaultConfig is where every default of Config is stated.
+func DefaultConfig() Config {
+	return Config{
+		AutoInit:              true,
+		RecoveryShares:        5,
+		RecoveryThreshold:     3,
+		NamePrefix:            "secrets-platform-",
+		TokenTTL:              "10m",
+		GateTimeoutSeconds:    300,
+		TimeoutSeconds:        900,
+		ServiceAccount:        "vault-bootstrap",
+		KeyDeletionWindowDays: 30,
+		Resources: kube.Resources{
+			Requests: map[string]string{"cpu": "50m", "memory": "64Mi"},
+			Limits:   map[string]string{"cpu": "200m", "memory": "128Mi"},
+		},
+	}
+}
+
+// PGPMode says init encrypts the shares to their holders' PGP keys.
+func (c Config) PGPMode() bool { return len(c.PGPKeys) > 0 }
+
+var (
+	prefixPattern    = regexp.MustCompile(`^[a-z][a-z0-9-]*-$`)
+	principalPattern = regexp.MustCompile(`^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:[A-Za-z0-9+=,.@_/:-]+$`)
+)
+
+// Validate reports every invalid setting, keyed by its config path under
+// path (for example "bootstrap").
+func (c Config) Validate(path string) []validate.Problem {
+	var p validate.Problems
+	key := func(k string) string { return validate.Join(path, k) }
+	if c.RecoveryShares < 1 || c.RecoveryShares > maxShares {
+		p.Addf(key("recoveryShares"), "%d is outside 1..%d, the shares Vault can split into", c.RecoveryShares, maxShares)
+	}
+	switch {
+	case c.RecoveryThreshold < 1 || c.RecoveryThreshold > c.RecoveryShares:
+		p.Addf(key("recoveryThreshold"), "%d must be between 1 and %s (%d)", c.RecoveryThreshold, key("recoveryShares"), c.RecoveryShares)
+	case c.RecoveryShares > 1 && c.RecoveryThreshold == 1:
+		p.Addf(key("recoveryThreshold"), "1 with %d shares: Vault requires a threshold of at least 2 when there is more than one share", c.RecoveryShares)
+	}
+	if c.PGPMode() && len(c.PGPKeys) != c.RecoveryShares {
+		p.Addf(key("pgpKeys"), "%d keys for %d recovery shares: give one public key per share, or none for KMS mode", len(c.PGPKeys), c.RecoveryShares)
+	}
+	for i, k := range c.PGPKeys {
+		if err := publicKey(k); err != nil {
+			p.Addf(validate.Index(key("pgpKeys"), i), "%s: want a base64 OpenPGP public key (gpg --export <id> | base64 -w0)", err)
+		}
+	}
+	for i, arn := range c.BreakGlassPrincipals {
+		if !principalPattern.MatchString(arn) {
+			p.Addf(validate.Index(key("breakGlassPrincipals"), i), "%q is not an IAM principal ARN such as arn:aws:iam::111122223333:role/vault-break-glass", arn)
+		}
+	}
+	if !prefixPattern.MatchString(c.NamePrefix) {
+		p.Addf(key("namePrefix"), "%q must be lowercase letters, digits and hyphens, start with a letter and end with -", c.NamePrefix)
+	}
+	if d, err := time.ParseDuration(c.TokenTTL); err != nil || d < time.Minute || d > time.Hour {
+		p.Addf(key("tokenTtl"), "%q must be a Go duration from 1m to 1h, such as 10m", c.TokenTTL)
+	}
+	p.Positive(key("gateTimeoutSeconds"), c.GateTimeoutSeconds)
+	if c.TimeoutSeconds <= c.GateTimeoutSeconds {
+		p.Addf(key("timeoutSeconds"), "%d must exceed %s (%d): the Job needs time to init and configure before its gate", c.TimeoutSeconds, key("gateTimeoutSeconds"), c.GateTimeoutSeconds)
+	}
+	p.DNSLabel(key("serviceAccount"), c.ServiceAccount)
+	p.WorkloadResources(key("resources"), c.Resources)
+	if c.KeyDeletionWindowDays < 7 || c.KeyDeletionWindowDays > 30 {
+		p.Addf(key("keyDeletionWindowDays"), "%d is outside 7..30, the window AWS KMS allows", c.KeyDeletionWindowDays)
+	}
+	return p
+}
+
+// publicKey checks that b64 is one OpenPGP public key that can encrypt, in
+// the form `vault operator init -recovery-pgp-keys` reads from a file.
+func publicKey(b64 string) error {
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return fmt.Errorf("not base64 (%v)", err)
+	}
+	entities, err := openpgp.ReadKeyRing(bytes.NewReader(raw))
+	if err != nil {
+		return fmt.Errorf("not an OpenPGP key (%v)", err)
+	}
+	if len(entities) != 1 {
+		return fmt.Errorf("%d keys in one item", len(entities))
+	}
+	if entities[0].PrivateKey != nil {
+		return fmt.Errorf("a private key; give only the public key")
+	}
+	if _, ok := entities[0].EncryptionKey(time.Now()); !ok {
+		return fmt.Errorf("a key with no valid encryption subkey")
+	}
+	return nil
+}
