@@ -625,7 +625,7 @@ func TestSnapshotRunsOverTLSWithTheCA(t *testing.T) {
 	if e["VAULT_JWT_FILE"] != backup.VaultTokenPath {
 		t.Errorf("VAULT_JWT_FILE = %q, want the projected token %s", e["VAULT_JWT_FILE"], backup.VaultTokenPath)
 	}
-	if e["VAULT_AUTH_MOUNT"] != "kubernetes" || e["VAULT_AUTH_ROLE"] != "raft-snapshot" {
+	if e["VAULT_AUTH_MOUNT"] != "kubernetes" || e["VAULT_AUTH_ROLE"] != "secrets-platform-raft-snapshot" {
 		t.Errorf("auth mount/role = %q/%q, want the defaults", e["VAULT_AUTH_MOUNT"], e["VAULT_AUTH_ROLE"])
 	}
 	tok, _ := mountedVolume(t, spec, save, backup.VaultTokenPath)

@@ -164,7 +164,7 @@ func TestStoreTrustsVaultOverHTTPSWithDedicatedAccount(t *testing.T) {
 		t.Errorf("caBundle decodes to\n%s\nwant the Vault CA\n%s", bundle, ca)
 	}
 	k := v.Auth.Kubernetes
-	if k.MountPath != "kubernetes" || k.Role != "external-secrets" {
+	if k.MountPath != "kubernetes" || k.Role != "secrets-platform-external-secrets" {
 		t.Errorf("auth.kubernetes mountPath, role = %q, %q", k.MountPath, k.Role)
 	}
 	if k.ServiceAccountRef.Name != "external-secrets-vault-auth" {

@@ -10,45 +10,40 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/secrets-platform/secrets-platform/components/backup"
 )
 
-// snapshotPolicyName is the name the install runbook writes
-// backup.SnapshotPolicy under.
-const snapshotPolicyName = "raft-snapshot"
-
-// snapshotAuth is Vault's side of the snapshot job's login, set up as the
-// install runbook does: the Kubernetes auth method at the job's mount,
-// reviewing tokens through the stand-in, and the job's role bound to its
-// service account and namespace with backup.SnapshotPolicy.
+// snapshotAuth is Vault's side of the snapshot job's login, set up with
+// the policy and role the bootstrap writes for the job's role: the
+// Kubernetes auth method at the job's mount, reviewing tokens through the
+// stand-in.
 type snapshotAuth struct {
 	reviewer *tokenReviewer
 	account  serviceAccount
 }
 
-// setUpSnapshotAuth configures c for the job, as root on the leader.
-func setUpSnapshotAuth(t *testing.T, c *cluster, job snapshotJob) snapshotAuth {
+// setUpSnapshotAuth configures c for the job, as root on the leader, from
+// the bootstrap's rendered files.
+func setUpSnapshotAuth(t *testing.T, c *cluster, r *rendered) snapshotAuth {
 	t.Helper()
+	job := r.job
 	tr := newTokenReviewer(t)
 	root := c.cli(c.leader(), c.rootToken)
 	mount, role := job.env(t, "VAULT_AUTH_MOUNT"), job.env(t, "VAULT_AUTH_ROLE")
+	policy, args := r.bootstrap.files["policy-"+role+".hcl"], r.bootstrap.files["role-"+role+".args"]
+	if policy == "" || args == "" {
+		t.Fatalf("the bootstrap writes no policy or role %s, the snapshot job's", role)
+	}
 	root.must(t, "auth", "enable", "-path="+mount, "kubernetes")
 	root.must(t, "write", "auth/"+mount+"/config",
 		"kubernetes_host="+tr.url(), "kubernetes_ca_cert=@"+tr.caFile, "token_reviewer_jwt="+tr.reviewerToken)
-	if _, err := root.run(backup.SnapshotPolicy, "policy", "write", snapshotPolicyName, "-"); err != nil {
+	if _, err := root.run(policy, "policy", "write", role, "-"); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"write", "auth/" + mount + "/role/" + role,
-		"bound_service_account_names=" + job.serviceAccount,
-		"bound_service_account_namespaces=" + job.namespace,
-		"token_policies=" + snapshotPolicyName, "token_ttl=10m"}
+	root.must(t, append([]string{"write", "auth/" + mount + "/role/" + role}, strings.Fields(args)...)...)
 	audiences := []string{apiServerAudience}
 	if job.audience != "" {
-		args = append(args, "audience="+job.audience)
 		audiences = []string{job.audience}
 	}
-	root.must(t, args...)
 	return snapshotAuth{reviewer: tr, account: serviceAccount{
 		namespace: job.namespace, name: job.serviceAccount, uid: randomHex(t, 8), audiences: audiences,
 	}}

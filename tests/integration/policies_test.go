@@ -6,25 +6,41 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/secrets-platform/secrets-platform/components/backup"
+	"github.com/secrets-platform/secrets-platform/components/bootstrap"
 )
 
 // TestVaultAcceptsThePoliciesTheProgramWrites writes every Vault policy the
-// program generates to a real Vault, reads it back unchanged, and checks
-// what a token holding it may do.
+// bootstrap renders for the production stack to a real Vault, reads it back
+// unchanged, and checks what a token holding it may do.
 func TestVaultAcceptsThePoliciesTheProgramWrites(t *testing.T) {
 	t.Parallel()
+	files := render(t).bootstrap.files
 	vault := startDevServer(t, "policies").cli
+	prefix := bootstrap.DefaultConfig().NamePrefix
 	policies := []struct {
-		name, text string
+		name string
 		// The policy grants exactly capabilities on allowed, and nothing
 		// on denied.
 		allowed, capabilities, denied string
 	}{
-		{snapshotPolicyName, backup.SnapshotPolicy, "sys/storage/raft/snapshot", "read", "sys/storage/raft/snapshot-force"},
+		{prefix + "raft-snapshot", "sys/storage/raft/snapshot", "read", "sys/storage/raft/snapshot-force"},
+		{prefix + "external-secrets", "secret/data/database/postgres", "read", "secret/data/database/other"},
+		{prefix + "external-secrets", "secret/data/database/postgres", "read", "secret/metadata/database/postgres"},
+		{prefix + bootstrap.ConfiguratorName, "sys/policies/acl/" + prefix + "x", "create, delete, read, update", "sys/policies/acl/root-like"},
+		{prefix + bootstrap.ConfiguratorName, "auth/kubernetes/role/" + prefix + "x", "create, delete, read, update", "auth/kubernetes/role/other"},
+		{prefix + bootstrap.ConfiguratorName, "sys/audit/" + prefix + "file", "create, sudo, update", "sys/audit/other"},
+		{prefix + bootstrap.ConfiguratorName, "sys/storage/raft/autopilot/state", "read", "secret/data/database/postgres"},
+	}
+	if n := len(files); n == 0 {
+		t.Fatal("the bootstrap renders no files")
 	}
 	for _, p := range policies {
-		if _, err := vault.run(p.text, "policy", "write", p.name, "-"); err != nil {
+		text, ok := files["policy-"+p.name+".hcl"]
+		if !ok {
+			t.Errorf("the bootstrap renders no policy %s", p.name)
+			continue
+		}
+		if _, err := vault.run(text, "policy", "write", p.name, "-"); err != nil {
 			t.Errorf("Vault rejects policy %s: %v", p.name, err)
 			continue
 		}
@@ -32,8 +48,8 @@ func TestVaultAcceptsThePoliciesTheProgramWrites(t *testing.T) {
 			Data struct{ Policy string }
 		}
 		vault.mustJSON(t, &read, "read", "-format=json", "sys/policies/acl/"+p.name)
-		if read.Data.Policy != p.text {
-			t.Errorf("policy %s reads back as\n%s\nwant\n%s", p.name, read.Data.Policy, p.text)
+		if read.Data.Policy != text {
+			t.Errorf("policy %s reads back as\n%s\nwant\n%s", p.name, read.Data.Policy, text)
 		}
 
 		token := strings.TrimSpace(vault.must(t, "token", "create", "-field=token", "-no-default-policy", "-policy="+p.name))

@@ -26,6 +26,7 @@ const (
 	serviceAccType = "kubernetes:core/v1:ServiceAccount"
 	serverCertType = "tls:index/locallySignedCert:LocallySignedCert"
 	configMapType  = "kubernetes:core/v1:ConfigMap"
+	jobType        = "kubernetes:batch/v1:Job"
 )
 
 // rendered is what the production stack gives the Vault pods and the
@@ -52,6 +53,8 @@ type rendered struct {
 	reloader reloaderSidecar
 	// readiness and liveness are the probes' HTTP paths on the API port.
 	readiness, liveness string
+	// bootstrap is the VaultBootstrap Job.
+	bootstrap bootstrapJob
 }
 
 // reloaderSidecar is the tls-reloader container and its script, read from
@@ -93,7 +96,13 @@ func (fs podFS) materialize(t *testing.T, root string) {
 // what the tests start Vault and the snapshot job from.
 func render(t *testing.T) *rendered {
 	t.Helper()
-	mon := tests.Run(t, "production", tests.StackConfig(t, "production", nil), stacks.Run)
+	return renderWith(t, nil)
+}
+
+// renderWith is render with config values overridden ("<project>:<key>").
+func renderWith(t *testing.T, overrides map[string]any) *rendered {
+	t.Helper()
+	mon := tests.Run(t, "production", tests.StackConfig(t, "production", overrides), stacks.Run)
 
 	var release *recorder.Resource
 	for _, r := range mon.ByType(releaseType) {
@@ -152,6 +161,7 @@ func render(t *testing.T) *rendered {
 	}
 
 	r.job = snapshotJobOf(t, mon)
+	r.bootstrap = bootstrapJobOf(t, mon)
 	r.reloader = reloaderOf(t, mon, r.namespace, values, volumes)
 	return r
 }
@@ -343,4 +353,49 @@ func snapshotJobOf(t *testing.T, mon *recorder.Monitor) snapshotJob {
 func str(v any) string {
 	s, _ := v.(string)
 	return s
+}
+
+// bootstrapJob is the VaultBootstrap Job: its steps' containers by name and
+// the files of the ConfigMap its pod mounts.
+type bootstrapJob struct {
+	namespace, serviceAccount string
+	containers                map[string]corev1.Container
+	files                     map[string]string
+}
+
+// bootstrapJobOf finds the one Job and reads the ConfigMap it mounts.
+func bootstrapJobOf(t *testing.T, mon *recorder.Monitor) bootstrapJob {
+	t.Helper()
+	recorded := mon.ByType(jobType)
+	if len(recorded) != 1 {
+		t.Fatalf("%d Jobs registered; want the bootstrap", len(recorded))
+	}
+	var job batchv1.Job
+	tests.Decode(t, recorded[0].Inputs, &job)
+	pod := job.Spec.Template.Spec
+	b := bootstrapJob{namespace: job.Namespace, serviceAccount: pod.ServiceAccountName, containers: map[string]corev1.Container{}}
+	for _, c := range append(append([]corev1.Container{}, pod.InitContainers...), pod.Containers...) {
+		for _, e := range c.Env {
+			if e.ValueFrom != nil {
+				t.Fatalf("env %s of the %s step comes from %v; the test only handles values", e.Name, c.Name, e.ValueFrom)
+			}
+		}
+		b.containers[c.Name] = c
+	}
+	for _, v := range pod.Volumes {
+		if v.ConfigMap == nil {
+			continue
+		}
+		for _, r := range mon.ByType(configMapType) {
+			var cm corev1.ConfigMap
+			tests.Decode(t, r.Inputs, &cm)
+			if cm.Name == v.ConfigMap.Name && cm.Namespace == job.Namespace {
+				b.files = cm.Data
+			}
+		}
+	}
+	if b.files == nil {
+		t.Fatalf("the bootstrap Job mounts no registered ConfigMap")
+	}
+	return b
 }

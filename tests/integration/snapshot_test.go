@@ -36,7 +36,7 @@ func TestSnapshotAsTheCronJobTakesIt(t *testing.T) {
 	root.must(t, "secrets", "enable", "-path="+probeMount, "kv-v2")
 	probe := randomHex(t, 16)
 	root.must(t, "kv", "put", probePath, "value="+probe)
-	auth := setUpSnapshotAuth(t, c, r.job)
+	auth := setUpSnapshotAuth(t, c, r)
 	vaultAddr := r.job.env(t, "VAULT_ADDR")
 
 	// Raft elects whom it likes after a step-down, so which voters lead is
@@ -94,7 +94,7 @@ func TestSnapshotThroughAStandbyNeedsACoveredAPIAddr(t *testing.T) {
 	r := render(t)
 	c := newCluster(t, r, startTransitSeal(t), clusterOptions{apiAddr: chartDefaultAPIAddr})
 	c.bootstrap()
-	auth := setUpSnapshotAuth(t, c, r.job)
+	auth := setUpSnapshotAuth(t, c, r)
 
 	leader := c.leader()
 	if _, out, err := runSave(t, c, r.job, auth, leader); err != nil {
