@@ -108,6 +108,20 @@ func TestBadConfigFailsBeforeAnythingIsCreated(t *testing.T) {
 			`backup.awsCliImage: "amazon/aws-cli:latest" must be pinned`},
 		{"missing OIDC provider", with("kubernetes", func(k map[string]any) { delete(k, "oidcProviderArn") }),
 			`kubernetes.oidcProviderArn: "" is not an IAM OIDC provider ARN`},
+		{"PGP key that is not one", map[string]any{ns + "bootstrap": map[string]any{
+			"recoveryShares": 1, "recoveryThreshold": 1, "pgpKeys": []any{"bm90IGEga2V5"},
+		}}, "bootstrap.pgpKeys[0]: not an OpenPGP key"},
+		{"PGP keys fewer than shares", map[string]any{ns + "bootstrap": map[string]any{"pgpKeys": []any{"bm90IGEga2V5"}}},
+			"bootstrap.pgpKeys: 1 keys for 5 recovery shares"},
+		{"threshold above shares", map[string]any{ns + "bootstrap": map[string]any{"recoveryShares": 3, "recoveryThreshold": 4}},
+			"bootstrap.recoveryThreshold: 4 must be between 1 and bootstrap.recoveryShares (3)"},
+		{"more than 10 shares", map[string]any{ns + "bootstrap": map[string]any{"recoveryShares": 11}},
+			"bootstrap.recoveryShares: 11 is outside 1..10"},
+		{"client role without the prefix", with("externalSecrets", func(e map[string]any) {
+			e["store"].(map[string]any)["role"] = "external-secrets"
+		}), `externalSecrets.store.role: "external-secrets" must start with bootstrap.namePrefix ("secrets-platform-")`},
+		{"two auth mounts", map[string]any{ns + "backup": map[string]any{"vaultAuthMount": "k8s"}},
+			`backup.vaultAuthMount: "k8s" differs from externalSecrets.store.authMount ("kubernetes")`},
 		{"bad API server CIDR", with("kubernetes", func(k map[string]any) { k["apiServerCidrs"] = []any{"10.0.0.0/33"} }),
 			`kubernetes.apiServerCidrs[0]: "10.0.0.0/33" is not a CIDR`},
 	}

@@ -176,12 +176,14 @@ voter $name is sealed"
     fi
   done
   want=$(echo "$VOTERS" | wc -w)
-  if state=$(vault operator raft autopilot state -format=json 2>&1); then
-    voters=$(echo "$state" | sed -n '/^  "voters": \[/,/\]/p' | sed -n 's/^ *"\([^"]*\)",\{0,1\}$/\1/p' | tr '\n' ' ')
+  # The API's answer (keys as documented), not the CLI's rendering of it:
+  # data's own keys are indented by four spaces.
+  if state=$(vault read -format=json sys/storage/raft/autopilot/state 2>&1); then
+    voters=$(echo "$state" | sed -n '/^    "voters": \[/,/\]/p' | sed -n 's/^ *"\([^"]*\)",\{0,1\}$/\1/p' | tr '\n' ' ')
     have=$(echo "$voters" | wc -w)
     [ "$have" -eq "$want" ] || problems="$problems
 autopilot counts $have voters (${voters% }), want $want"
-    echo "$state" | grep -q '^  "healthy": true' || problems="$problems
+    echo "$state" | grep -q '^    "healthy": true' || problems="$problems
 autopilot reports the cluster unhealthy"
   else
     problems="$problems

@@ -378,7 +378,7 @@ func TestBootstrapPGPModeEncryptsEachShareToItsHolder(t *testing.T) {
 	if err := json.Unmarshal(raw, &published); err != nil || len(published) != 1 || len(published["recovery_keys_b64"]) != 3 {
 		t.Fatalf("published %s; want exactly the 3 encrypted recovery keys (%v)", raw, err)
 	}
-	if calls, _ := os.ReadFile(filepath.Join(b.record, "calls")); strings.Contains(string(calls), "kms") {
+	if calls, _ := os.ReadFile(filepath.Join(b.record, "calls")); strings.Contains(string(calls), "kms encrypt") {
 		t.Errorf("PGP mode called KMS: %s", calls)
 	}
 	var shares []string
