@@ -186,6 +186,7 @@ func observabilityArgs(cfg *Config, namespace pulumi.StringInput, p *Platform) (
 		VaultReplicas:           cfg.Vault.Replicas,
 		VaultCASecretName:       p.Vault.CASecretName,
 		SnapshotCronJobName:     p.Backup.CronJobName,
+		BootstrapJob:            bootstrapName,
 		SnapshotIntervalSeconds: interval,
 		// Grafana's dashboard sidecar watches its own namespace.
 		DashboardNamespace: pulumi.String(cfg.Observability.MonitoringNamespace),

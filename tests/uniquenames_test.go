@@ -6,6 +6,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/secrets-platform/secrets-platform/components/backup"
+	"github.com/secrets-platform/secrets-platform/components/bootstrap"
 	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
 	"github.com/secrets-platform/secrets-platform/components/kube"
 	"github.com/secrets-platform/secrets-platform/components/observability"
@@ -54,6 +55,23 @@ func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
 			if err != nil {
 				return err
 			}
+			bootConfig := bootstrap.DefaultConfig()
+			bootConfig.ServiceAccount = name + "-bootstrap" // the default is one per namespace
+			if _, err := bootstrap.NewVaultBootstrap(ctx, name+"-bootstrap", &bootstrap.VaultBootstrapArgs{
+				Config:       bootConfig,
+				Setup:        bootstrap.VaultSetup{KVMount: "secret", AuthMount: "kubernetes"},
+				Namespace:    "production",
+				Voters:       []bootstrap.Voter{{Name: name + "-0", Address: vault.PodAddress(name, 0)}},
+				VaultAddress: v.ActiveAddress, VaultImage: v.Image, VaultCASecretName: v.CASecretName,
+				AWSCLIImage: backupConfig.AWSCLIImage, AuditFile: vault.AuditLogFile,
+				PodLabels: map[string]string{"app.kubernetes.io/instance": name + "-bootstrap"},
+				AccountID: recorder.MockAccountID, Region: "eu-west-1",
+				OIDCProviderARN: "arn:aws:iam::" + recorder.MockAccountID + ":oidc-provider/oidc.example/id/X",
+				OIDCIssuer:      "https://oidc.example/id/X",
+				Bucket:          b.BucketName, BucketARN: b.BucketARN, BucketKeyARN: b.KMSKeyARN,
+			}); err != nil {
+				return err
+			}
 			esoConfig := externalsecrets.DefaultConfig()
 			esoConfig.ServiceAccount = name + "-eso-auth"
 			esoConfig.Store.Name = name + "-store"
@@ -72,7 +90,7 @@ func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
 			}
 			if _, err := observability.NewObservability(ctx, name+"-observability", &observability.ObservabilityArgs{
 				Namespace: ns, VaultRelease: name, VaultCASecretName: v.CASecretName,
-				SnapshotCronJobName: b.CronJobName, SnapshotIntervalSeconds: 6 * 3600,
+				SnapshotCronJobName: b.CronJobName, SnapshotIntervalSeconds: 6 * 3600, BootstrapJob: name + "-bootstrap",
 			}); err != nil {
 				return err
 			}

@@ -103,7 +103,9 @@ func TestJobNameChangesWithWhatItAppliesOnly(t *testing.T) {
 		{"a shorter token TTL", func(a *bootstrap.VaultBootstrapArgs) { a.TokenTTL = "5m" }, true},
 		{"a longer gate", func(a *bootstrap.VaultBootstrapArgs) { a.GateTimeoutSeconds = 600 }, true},
 		{"PGP holders", func(a *bootstrap.VaultBootstrapArgs) { a.RecoveryShares, a.RecoveryThreshold = 3, 2 }, true},
-		{"more memory", func(a *bootstrap.VaultBootstrapArgs) { a.Resources.Limits = map[string]string{"cpu": "1", "memory": "1Gi"} }, false},
+		{"more memory", func(a *bootstrap.VaultBootstrapArgs) {
+			a.Resources.Limits = map[string]string{"cpu": "1", "memory": "1Gi"}
+		}, false},
 		{"another Vault image", func(a *bootstrap.VaultBootstrapArgs) { a.VaultImage = pulumi.String("hashicorp/vault:2.0.5") }, false},
 		{"another bucket", func(a *bootstrap.VaultBootstrapArgs) { a.Bucket = pulumi.String("other") }, false},
 	}

@@ -150,11 +150,11 @@ func (c Config) Validate(path string) []validate.Problem {
 func publicKey(b64 string) error {
 	raw, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil {
-		return fmt.Errorf("not base64 (%v)", err)
+		return fmt.Errorf("not base64 (%w)", err)
 	}
 	entities, err := openpgp.ReadKeyRing(bytes.NewReader(raw))
 	if err != nil {
-		return fmt.Errorf("not an OpenPGP key (%v)", err)
+		return fmt.Errorf("not an OpenPGP key (%w)", err)
 	}
 	if len(entities) != 1 {
 		return fmt.Errorf("%d keys in one item", len(entities))

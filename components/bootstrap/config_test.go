@@ -55,12 +55,16 @@ func TestConfigNamesTheKeyTheValueAndWhatIsAllowed(t *testing.T) {
 			"bootstrap.recoveryThreshold: 1 with 5 shares"},
 		{"fewer PGP keys than shares", func(c *bootstrap.Config) { c.PGPKeys = []string{public, public} },
 			"bootstrap.pgpKeys: 2 keys for 5 recovery shares"},
-		{"not base64", func(c *bootstrap.Config) { c.RecoveryShares, c.RecoveryThreshold, c.PGPKeys = 1, 1, []string{"holder@example.com"} },
+		{"not base64", func(c *bootstrap.Config) {
+			c.RecoveryShares, c.RecoveryThreshold, c.PGPKeys = 1, 1, []string{"holder@example.com"}
+		},
 			"bootstrap.pgpKeys[0]: not base64"},
 		{"not an OpenPGP key", func(c *bootstrap.Config) {
 			c.RecoveryShares, c.RecoveryThreshold, c.PGPKeys = 1, 1, []string{base64.StdEncoding.EncodeToString([]byte("-----BEGIN CERTIFICATE-----"))}
 		}, "bootstrap.pgpKeys[0]: not an OpenPGP key"},
-		{"a private key", func(c *bootstrap.Config) { c.RecoveryShares, c.RecoveryThreshold, c.PGPKeys = 1, 1, []string{testPrivateKey(t)} },
+		{"a private key", func(c *bootstrap.Config) {
+			c.RecoveryShares, c.RecoveryThreshold, c.PGPKeys = 1, 1, []string{testPrivateKey(t)}
+		},
 			"bootstrap.pgpKeys[0]: a private key; give only the public key"},
 		{"break-glass not an ARN", func(c *bootstrap.Config) { c.BreakGlassPrincipals = []string{"admins"} },
 			`bootstrap.breakGlassPrincipals[0]: "admins" is not an IAM principal ARN`},

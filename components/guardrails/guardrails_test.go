@@ -47,6 +47,7 @@ var (
 	esoWebhookPods    = map[string]string{"app.kubernetes.io/name": "external-secrets-webhook", "app.kubernetes.io/instance": "external-secrets"}
 	esoCertPods       = map[string]string{"app.kubernetes.io/name": "external-secrets-cert-controller", "app.kubernetes.io/instance": "external-secrets"}
 	snapshotPods      = map[string]string{"app.kubernetes.io/name": "vault-snapshot", "app.kubernetes.io/instance": "vault"}
+	bootstrapPods     = map[string]string{"app.kubernetes.io/name": "vault-bootstrap"}
 	appPods           = map[string]string{"app": "billing"}
 	postgresPods      = map[string]string{"app": "postgres"}
 )
@@ -68,6 +69,7 @@ func productionArgs(namespace string) *guardrails.NamespaceGuardrailsArgs {
 			ExternalSecretsControllerPodLabels: esoControllerPods,
 			ExternalSecretsWebhookPodLabels:    esoWebhookPods,
 			SnapshotPodLabels:                  snapshotPods,
+			BootstrapPodLabels:                 bootstrapPods,
 			KubeAPICIDRs:                       []string{"10.0.0.0/28"},
 			MonitoringNamespace:                "monitoring",
 		},
@@ -376,6 +378,7 @@ func TestPlatformFlows(t *testing.T) {
 		webhook    = pod(ns, esoWebhookPods)
 		certCtl    = pod(ns, esoCertPods)
 		snapshot   = pod(ns, snapshotPods)
+		boot       = pod(ns, bootstrapPods)
 		app        = pod(ns, appPods)
 		postgres   = pod(ns, postgresPods)
 		coreDNS    = pod("kube-system", map[string]string{"k8s-app": "kube-dns"})
@@ -412,6 +415,11 @@ func TestPlatformFlows(t *testing.T) {
 		{"api server does not call vault", apiServer, vault, 8200, tcp, false},
 		{"vault to kms", vault, kmsVPCE, 443, tcp, true},
 		{"snapshot job to s3", snapshot, kmsVPCE, 443, tcp, true},
+		{"bootstrap job reaches every voter", boot, vault, 8200, tcp, true},
+		{"bootstrap job not to raft", boot, vault, 8201, tcp, false},
+		{"bootstrap job to kms and s3", boot, kmsVPCE, 443, tcp, true},
+		{"bootstrap job not to kube api", boot, apiServer, 443, tcp, false},
+		{"bootstrap job not to the internet", boot, internet, 443, tcp, false},
 		{"eso not to aws", controller, kmsVPCE, 443, tcp, false},
 		{"vault not to the internet", vault, internet, 443, tcp, false},
 		{"monitoring scrapes vault", prometheus, vault, 8200, tcp, true},
@@ -604,6 +612,7 @@ func TestBaselineAndOptionalPolicies(t *testing.T) {
 		args := productionArgs("dev")
 		args.PodSecurityLevel, args.PodSecurityVersion = "baseline", "latest"
 		args.Network.SnapshotPodLabels, args.AWSCIDRs, args.Network.MonitoringNamespace = nil, nil, ""
+		args.Network.BootstrapPodLabels = nil
 		args.ExtraAllows = nil
 		_, err := guardrails.NewNamespaceGuardrails(ctx, "dev", args)
 		return err
@@ -615,7 +624,7 @@ func TestBaselineAndOptionalPolicies(t *testing.T) {
 	}
 	pols := policies(t, mon)
 	for name := range pols {
-		for _, absent := range []string{"snapshot", "aws", "monitoring"} {
+		for _, absent := range []string{"snapshot", "bootstrap", "aws", "monitoring"} {
 			if strings.Contains(name, absent) {
 				t.Errorf("policy %s exists though its %s input is empty", name, absent)
 			}

@@ -16,6 +16,7 @@ const (
 	AlertVaultTLSProbeFailing     = "VaultTLSProbeFailing"
 	AlertVaultSnapshotTooOld      = "VaultSnapshotTooOld"
 	AlertVaultSnapshotJobFailed   = "VaultSnapshotJobFailed"
+	AlertVaultBootstrapFailed     = "VaultBootstrapFailed"
 	AlertExternalSecretNotSynced  = "ExternalSecretNotSynced"
 	// AlertExternalSecretsMetricsMissing guards the one above: without
 	// ESO's metrics it could never fire.
@@ -43,6 +44,7 @@ const (
 	runbookBackup   = "backup-and-restore.md"
 	runbookSecrets  = "secret-rotation.md"
 	runbookCapacity = "post-deploy-checks.md"
+	runbookInstall  = "install-and-init.md"
 )
 
 // ruleGroups are the alerts, each with a severity, a summary, a description
@@ -164,6 +166,15 @@ func ruleGroups(s scope) []ruleGroup {
 					"Job {{ $labels.job_name }} of CronJob "+s.CronJob+" gave up after its retries, and no snapshot has succeeded since it started."),
 			},
 			{
+				Alert:  AlertVaultBootstrapFailed,
+				Expr:   bootstrapFailed(s),
+				Labels: labels(severityCritical),
+				Annotations: annotations(s, runbookInstall, "the-bootstrap-job-failed",
+					"Vault bootstrap Job {{ $labels.job_name }} failed",
+					"Job {{ $labels.namespace }}/{{ $labels.job_name }} could not initialise, configure or confirm the health of Vault: "+
+						"the configuration of this revision is not applied (or a voter is sealed, unreachable or out of Raft), and `pulumi up` failed."),
+			},
+			{
 				Alert: AlertExternalSecretNotSynced,
 				Expr: fmt.Sprintf(`max by (namespace, name) (externalsecret_status_condition{%s,condition="Ready",status="False"}) == 1`,
 					s.nsSel()),
@@ -224,6 +235,14 @@ func snapshotJobFailed(s scope) string {
 		` unless on(namespace, job_name) (max by (namespace, job_name) (kube_job_status_start_time{%s})`+
 		` < on(namespace) group_left() max by (namespace) (kube_cronjob_status_last_successful_time{%s}))`,
 		ns, ns, s.CronJob, ns, s.cronJobSel())
+}
+
+// bootstrapFailed: a bootstrap Job (<BootstrapJob>-<10 hex>, one per
+// revision) with the Failed condition. The next `pulumi up` replaces it,
+// and a later revision's Job replaces it too, which ends the alert.
+func bootstrapFailed(s scope) string {
+	return fmt.Sprintf(`max by (namespace, job_name) (kube_job_failed{%s,condition="true",job_name=~%q} == 1)`,
+		s.nsSel(), s.BootstrapJob+"-[0-9a-f]{10}")
 }
 
 // quotaNearlyFull compares used with hard per quota and resource; a hard

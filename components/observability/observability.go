@@ -97,6 +97,9 @@ type ObservabilityArgs struct {
 	// SnapshotCronJobName is the snapshot CronJob's metadata.name
 	// (BackupBucket's CronJobName; required).
 	SnapshotCronJobName pulumi.StringInput
+	// BootstrapJob is the VaultBootstrap component's name, which its Jobs'
+	// names start with (required).
+	BootstrapJob string
 	// SnapshotIntervalSeconds is the longest gap between two scheduled
 	// snapshots (ScheduleIntervalSeconds of the CronJob's schedule;
 	// required). An alert fires when the last successful snapshot is older
@@ -146,6 +149,7 @@ type scope struct {
 	ClusterDomain    string
 	CASecretName     string
 	CronJob          string
+	BootstrapJob     string
 	SnapshotInterval time.Duration
 	RunbookBaseURL   string
 	// ProbeJob is the job label of the probe's metrics (the Probe's
@@ -224,6 +228,7 @@ func NewObservability(ctx *pulumi.Context, name string, args *ObservabilityArgs,
 			ClusterDomain:    a.ClusterDomain,
 			CASecretName:     v[1].(string),
 			CronJob:          v[2].(string),
+			BootstrapJob:     a.BootstrapJob,
 			SnapshotInterval: time.Duration(a.SnapshotIntervalSeconds) * time.Second,
 			RunbookBaseURL:   a.RunbookBaseURL,
 			ProbeJob:         name + "-vault-tls",
@@ -336,6 +341,8 @@ func withDefaults(name string, args *ObservabilityArgs) (ObservabilityArgs, erro
 		return a, errors.New("observability: VaultCASecretName is required (Prometheus verifies Vault with it)")
 	case a.SnapshotCronJobName == nil:
 		return a, errors.New("observability: SnapshotCronJobName is required")
+	case a.BootstrapJob == "":
+		return a, errors.New("observability: BootstrapJob is required")
 	case a.SnapshotIntervalSeconds <= 0:
 		return a, fmt.Errorf("observability: SnapshotIntervalSeconds is %d; give the snapshot schedule's interval (ScheduleIntervalSeconds)", a.SnapshotIntervalSeconds)
 	case a.VaultReplicas < 0:

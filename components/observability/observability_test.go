@@ -49,6 +49,7 @@ func newArgs() *observability.ObservabilityArgs {
 		VaultReplicas:           3,
 		VaultCASecretName:       pulumi.String("vault-ca"),
 		SnapshotCronJobName:     pulumi.String(cronJob),
+		BootstrapJob:            "vault-bootstrap",
 		SnapshotIntervalSeconds: sixHours,
 	}
 }
@@ -228,6 +229,8 @@ var requiredAlerts = []struct {
 	{observability.AlertVaultSnapshotTooOld, []string{`kube_cronjob_status_last_successful_time{namespace="production",cronjob="vault-backup-snapshot"}`, "> 43200"}},
 	// A snapshot Job failed: the CronJob's Jobs with the Failed condition.
 	{observability.AlertVaultSnapshotJobFailed, []string{`kube_job_failed{namespace="production",condition="true"}`, `owner_kind="CronJob",owner_name="vault-backup-snapshot"`}},
+	// A bootstrap Job failed: the Failed condition on a Job of its revisions.
+	{observability.AlertVaultBootstrapFailed, []string{`kube_job_failed{namespace="production",condition="true",job_name=~"vault-bootstrap-[0-9a-f]{10}"}`}},
 	// An ExternalSecret is not synced.
 	{observability.AlertExternalSecretNotSynced, []string{`externalsecret_status_condition{namespace="production",condition="Ready",status="False"}`, "== 1"}},
 	// ESO's metrics are missing: the alert above would stay silent.
