@@ -218,6 +218,9 @@ func TestJobRunsRestrictedWithMemoryBackedSecrets(t *testing.T) {
 	if j.Spec.TTLSecondsAfterFinished != nil || j.Spec.BackoffLimit == nil || *j.Spec.BackoffLimit != 0 {
 		t.Errorf("ttlSecondsAfterFinished %v, backoffLimit %v; want unset and 0", j.Spec.TTLSecondsAfterFinished, j.Spec.BackoffLimit)
 	}
+	if r := tests.MustFind(t, mon, jobType, "boot"); r.CreateTimeout != "900s" || r.UpdateTimeout != "900s" {
+		t.Errorf("the Job's customTimeouts are %q/%q; want timeoutSeconds (900s) for both", r.CreateTimeout, r.UpdateTimeout)
+	}
 	if j.Annotations["pulumi.com/replaceUnready"] != "true" {
 		t.Error("a failed Job would be awaited again instead of replaced")
 	}

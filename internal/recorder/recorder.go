@@ -37,7 +37,9 @@ type Resource struct {
 	Protect        bool
 	RetainOnDelete bool
 	DependsOn      []string
-	Inputs         resource.PropertyMap
+	// CreateTimeout and UpdateTimeout are the customTimeouts option's.
+	CreateTimeout, UpdateTimeout string
+	Inputs                       resource.PropertyMap
 	// Outputs is the state the mock answered with: the inputs plus the
 	// computed properties a real provider would add (ARNs, PEMs, ...).
 	Outputs resource.PropertyMap
@@ -103,6 +105,9 @@ func (m *Monitor) NewResource(args pulumi.MockResourceArgs) (string, resource.Pr
 		rec.Protect = rpc.GetProtect()
 		rec.RetainOnDelete = rpc.GetRetainOnDelete()
 		rec.DependsOn = append([]string(nil), rpc.GetDependencies()...)
+		if t := rpc.GetCustomTimeouts(); t != nil {
+			rec.CreateTimeout, rec.UpdateTimeout = t.GetCreate(), t.GetUpdate()
+		}
 		rec.URN = m.urn(rpc.GetParent(), args.TypeToken, args.Name)
 	}
 	if !args.Custom {
