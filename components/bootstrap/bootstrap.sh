@@ -14,6 +14,9 @@ set -eu
 umask 077
 
 init_output="${SECRETS_DIR:?}/init.json"
+# PGP mode's published object: the encrypted shares alone, written by the
+# init step (the AWS CLI image has no busybox to cut them out).
+pgp_shares="$SECRETS_DIR/recovery-keys.json"
 
 log() { echo "bootstrap: $*"; }
 fail() {
@@ -21,7 +24,7 @@ fail() {
   exit 1
 }
 
-# voter_addr prints the address of the first voter in $VOTERS ("name=url ...").
+# first_voter prints the address of the first voter in $VOTERS ("name=url ...").
 first_voter() {
   for v in ${VOTERS:?}; do
     echo "${v#*=}"
@@ -64,8 +67,9 @@ step_init() {
   VAULT_ADDR="$addr" vault operator init "$@" >"$init_output"
   log "initialised Vault at $addr with ${RECOVERY_SHARES} recovery shares, threshold ${RECOVERY_THRESHOLD}"
   if [ "$PGP_KEYS" -gt 0 ]; then
+    recovery_keys >"$pgp_shares"
     log "recovery shares, each encrypted to its holder's PGP key, in key order:"
-    recovery_keys
+    cat "$pgp_shares"
   fi
 }
 
@@ -84,9 +88,8 @@ step_publish() {
   fi
   stamp=$(date -u +%Y%m%dT%H%M%SZ)
   if [ "${PGP_KEYS:?}" -gt 0 ]; then
-    object="$SECRETS_DIR/recovery-keys.json"
+    object="$pgp_shares"
     key="${INIT_PREFIX:?}/$stamp-recovery-keys.pgp.json"
-    recovery_keys >"$object"
   else
     # Only KMS sees the plain output; what leaves the pod is ciphertext.
     object="$SECRETS_DIR/init.json.kms"
