@@ -8,7 +8,6 @@ import (
 )
 
 var (
-	regionPattern  = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$`)
 	oidcARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/.+$`)
 )
 
@@ -34,7 +33,7 @@ func (c *Config) validateCluster(p *validate.Problems) {
 	} else {
 		p.DNSLabel("namespace", c.Namespace)
 	}
-	if !regionPattern.MatchString(c.Region) {
+	if !validate.IsRegion(c.Region) {
 		p.Addf("aws:region", "%q is not an AWS region; set it, for example `pulumi config set aws:region eu-west-1`", c.Region)
 	}
 	k := c.Kubernetes

@@ -197,6 +197,7 @@ func TLSFindings(resources []recorder.Resource) []string {
 // from `pulumi destroy` and kept in the cloud if removed from the program.
 var statefulTypes = map[string]string{
 	"aws:kms/key:Key":                          "losing the unseal key bricks Vault; losing the bucket key loses the snapshots",
+	"aws:kms/replicaKey:ReplicaKey":            "the unseal key's replica opens the snapshots in the DR region",
 	"aws:s3/bucketV2:BucketV2":                 "holds the Raft snapshots",
 	"aws:s3/bucket:Bucket":                     "holds data",
 	"kubernetes:core/v1:PersistentVolumeClaim": "holds data",
