@@ -24,7 +24,28 @@ func (c *Config) problems() validate.Problems {
 	p = append(p, c.Backup.Validate("backup")...)
 	p = append(p, c.ExternalSecrets.Validate("externalSecrets")...)
 	p = append(p, c.Observability.Validate("observability")...)
+	c.validateDR(&p)
 	return p
+}
+
+// validateDR relates the DR region to the primary one and to the groups
+// that replicate into it.
+func (c *Config) validateDR(p *validate.Problems) {
+	d := c.DR
+	switch {
+	case d.Region == "":
+		if d.ReplicationTimeControl {
+			p.Addf("dr.replicationTimeControl", "true needs dr.region, the region to replicate to")
+		}
+	case !validate.IsRegion(d.Region):
+		p.Addf("dr.region", "%q is not an AWS region: a lowercase name such as eu-central-1, or empty for no DR region", d.Region)
+	case d.Region == c.Region:
+		p.Addf("dr.region", "%q is aws:region itself; a copy in the same region does not survive its loss: choose another region, such as eu-central-1 for eu-west-1", d.Region)
+	}
+	if d.Region != "" && c.Unseal.KeyARN != "" {
+		p.Addf("dr.region", "%q asks for a replica of the unseal key, but unseal.keyArn uses an existing key; a DR stack sets unseal.keyArn and leaves dr.region empty", d.Region)
+	}
+	*p = append(*p, c.Backup.ValidateReplica("backup", d.Region)...)
 }
 
 func (c *Config) validateCluster(p *validate.Problems) {

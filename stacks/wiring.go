@@ -3,6 +3,7 @@ package stacks
 import (
 	"fmt"
 
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/secrets-platform/secrets-platform/components/backup"
@@ -43,26 +44,45 @@ func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 				"app.kubernetes.io/name":     "external-secrets-webhook",
 				"app.kubernetes.io/instance": esoRelease,
 			},
-			SnapshotPodLabels:   backup.PodLabels(backupName),
-			KubeAPICIDRs:        cfg.Kubernetes.APIServerCIDRs,
-			KubeAPIPort:         cfg.Kubernetes.APIServerPort,
-			MonitoringNamespace: monitoring,
+			SnapshotPodLabels:     backup.PodLabels(backupName),
+			RestoreDrillPodLabels: drillLabels(cfg),
+			KubeAPICIDRs:          cfg.Kubernetes.APIServerCIDRs,
+			KubeAPIPort:           cfg.Kubernetes.APIServerPort,
+			MonitoringNamespace:   monitoring,
 			// Metrics and webhook ports: the guardrails' defaults are the
 			// charts' (Vault 8200, ESO metrics 8080, ESO webhook 10250).
 		},
 	}
 }
 
-func unsealArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput) *kmsunseal.KMSUnsealArgs {
+// drillLabels select the restore drill's pods; nil without the drill.
+func drillLabels(cfg *Config) map[string]string {
+	if !cfg.Backup.Drill.Enabled {
+		return nil
+	}
+	return backup.DrillPodLabels(backupName)
+}
+
+func unsealArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, drProvider *aws.Provider) *kmsunseal.KMSUnsealArgs {
 	c := cfg.Unseal
 	c.Tags = tags(ctx, cfg.Unseal.Tags)
+	var dr *kmsunseal.DRArgs
+	if drProvider != nil {
+		dr = &kmsunseal.DRArgs{Region: cfg.DR.Region, Provider: drProvider}
+	}
+	drill := ""
+	if cfg.Backup.Drill.Enabled {
+		drill = cfg.Backup.Drill.ServiceAccount
+	}
 	return &kmsunseal.KMSUnsealArgs{
-		Config:             c,
-		Region:             pulumi.String(cfg.Region),
-		OIDCProviderARN:    pulumi.String(cfg.Kubernetes.OIDCProviderARN),
-		OIDCIssuer:         pulumi.String(cfg.Kubernetes.OIDCIssuer),
-		Namespace:          namespace,
-		ServiceAccountName: pulumi.String(cfg.Vault.ServiceAccount),
+		RestoreDrillServiceAccount: drill,
+		DR:                         dr,
+		Config:                     c,
+		Region:                     pulumi.String(cfg.Region),
+		OIDCProviderARN:            pulumi.String(cfg.Kubernetes.OIDCProviderARN),
+		OIDCIssuer:                 pulumi.String(cfg.Kubernetes.OIDCIssuer),
+		Namespace:                  namespace,
+		ServiceAccountName:         pulumi.String(cfg.Vault.ServiceAccount),
 	}
 }
 
@@ -81,8 +101,20 @@ func vaultArgs(cfg *Config, namespace pulumi.StringInput, unseal *kmsunseal.KMSU
 // source for the Observability component's monitors and the ESO chart's.
 var monitorLabels = observability.DefaultMonitorLabels
 
-func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault) *backup.BackupBucketArgs {
+func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault, unseal *kmsunseal.KMSUnseal, drProvider *aws.Provider) *backup.BackupBucketArgs {
+	var replica *backup.ReplicaArgs
+	if drProvider != nil {
+		replica = &backup.ReplicaArgs{Region: cfg.DR.Region, Provider: drProvider, ReplicationTimeControl: cfg.DR.ReplicationTimeControl}
+	}
 	return &backup.BackupBucketArgs{
+		Replica: replica,
+		// The drill unseals its throwaway Vault as the voters do.
+		RestoreDrill: &backup.RestoreDrillArgs{
+			RoleARN:      unseal.RestoreDrillRoleARN,
+			RoleName:     unseal.RestoreDrillRoleName,
+			SealRegion:   unseal.Region,
+			SealKMSKeyID: unseal.AliasName,
+		},
 		Config:          cfg.Backup,
 		AccountID:       pulumi.String(cfg.Unseal.AccountID),
 		Region:          pulumi.String(cfg.Region),
@@ -116,13 +148,23 @@ func observabilityArgs(cfg *Config, namespace pulumi.StringInput, p *Platform) (
 	if err != nil {
 		return nil, fmt.Errorf("backup.schedule: %w", err)
 	}
+	var drillCronJob pulumi.StringInput
+	drillInterval := 0
+	if cfg.Backup.Drill.Enabled {
+		if drillInterval, err = observability.ScheduleIntervalSeconds(cfg.Backup.Drill.Schedule); err != nil {
+			return nil, fmt.Errorf("backup.drill.schedule: %w", err)
+		}
+		drillCronJob = p.Backup.RestoreDrillCronJobName
+	}
 	return &observability.ObservabilityArgs{
-		Namespace:               namespace,
-		VaultRelease:            vaultRelease,
-		VaultReplicas:           cfg.Vault.Replicas,
-		VaultCASecretName:       p.Vault.CASecretName,
-		SnapshotCronJobName:     p.Backup.CronJobName,
-		SnapshotIntervalSeconds: interval,
+		RestoreDrillCronJobName:     drillCronJob,
+		RestoreDrillIntervalSeconds: drillInterval,
+		Namespace:                   namespace,
+		VaultRelease:                vaultRelease,
+		VaultReplicas:               cfg.Vault.Replicas,
+		VaultCASecretName:           p.Vault.CASecretName,
+		SnapshotCronJobName:         p.Backup.CronJobName,
+		SnapshotIntervalSeconds:     interval,
 		// Grafana's dashboard sidecar watches its own namespace.
 		DashboardNamespace: pulumi.String(cfg.Observability.MonitoringNamespace),
 		MonitorLabels:      monitorLabels,

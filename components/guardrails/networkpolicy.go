@@ -58,6 +58,10 @@ type NetworkArgs struct {
 	// SnapshotPodLabels select the pods of the Raft snapshot CronJob; empty
 	// means there is no snapshot job and no policy for it.
 	SnapshotPodLabels map[string]string
+	// RestoreDrillPodLabels select the pods of the restore drill, which
+	// reach S3, KMS and STS and nothing else; empty means there is no drill
+	// and no policy for it.
+	RestoreDrillPodLabels map[string]string
 	// KubeAPICIDRs are the API server endpoint addresses (required).
 	KubeAPICIDRs []string
 	// KubeAPIPort is the API server endpoints' port; 0 means 443.
@@ -184,6 +188,12 @@ func networkPolicies(name string, n NetworkArgs, c Config) ([]policy, error) {
 		ps = append(ps, egressPolicy(name+"-vault-aws-egress", vault, cidrPeers(c.AWSCIDRs), tcp(awsAPIPort)))
 		if len(n.SnapshotPodLabels) > 0 {
 			ps = append(ps, egressPolicy(name+"-snapshot-aws-egress", n.SnapshotPodLabels, cidrPeers(c.AWSCIDRs), tcp(awsAPIPort)))
+		}
+		// The drill: S3 (the download), KMS and STS (its throwaway Vault's
+		// seal). No flow to Vault or the API server: it talks to its own
+		// Vault on loopback.
+		if len(n.RestoreDrillPodLabels) > 0 {
+			ps = append(ps, egressPolicy(name+"-restore-drill-aws-egress", n.RestoreDrillPodLabels, cidrPeers(c.AWSCIDRs), tcp(awsAPIPort)))
 		}
 	}
 	if n.MonitoringNamespace != "" {
