@@ -47,6 +47,7 @@ var (
 	esoWebhookPods    = map[string]string{"app.kubernetes.io/name": "external-secrets-webhook", "app.kubernetes.io/instance": "external-secrets"}
 	esoCertPods       = map[string]string{"app.kubernetes.io/name": "external-secrets-cert-controller", "app.kubernetes.io/instance": "external-secrets"}
 	snapshotPods      = map[string]string{"app.kubernetes.io/name": "vault-snapshot", "app.kubernetes.io/instance": "vault"}
+	drillPods         = map[string]string{"app.kubernetes.io/name": "vault-restore-drill", "app.kubernetes.io/instance": "vault"}
 	appPods           = map[string]string{"app": "billing"}
 	postgresPods      = map[string]string{"app": "postgres"}
 )
@@ -68,6 +69,7 @@ func productionArgs(namespace string) *guardrails.NamespaceGuardrailsArgs {
 			ExternalSecretsControllerPodLabels: esoControllerPods,
 			ExternalSecretsWebhookPodLabels:    esoWebhookPods,
 			SnapshotPodLabels:                  snapshotPods,
+			RestoreDrillPodLabels:              drillPods,
 			KubeAPICIDRs:                       []string{"10.0.0.0/28"},
 			MonitoringNamespace:                "monitoring",
 		},
@@ -376,6 +378,7 @@ func TestPlatformFlows(t *testing.T) {
 		webhook    = pod(ns, esoWebhookPods)
 		certCtl    = pod(ns, esoCertPods)
 		snapshot   = pod(ns, snapshotPods)
+		drill      = pod(ns, drillPods)
 		app        = pod(ns, appPods)
 		postgres   = pod(ns, postgresPods)
 		coreDNS    = pod("kube-system", map[string]string{"k8s-app": "kube-dns"})
@@ -413,6 +416,12 @@ func TestPlatformFlows(t *testing.T) {
 		{"vault to kms", vault, kmsVPCE, 443, tcp, true},
 		{"snapshot job to s3", snapshot, kmsVPCE, 443, tcp, true},
 		{"eso not to aws", controller, kmsVPCE, 443, tcp, false},
+		{"restore drill to s3, kms and sts", drill, kmsVPCE, 443, tcp, true},
+		{"restore drill resolves names", drill, coreDNS, 53, udp, true},
+		{"restore drill does not reach vault", drill, vault, 8200, tcp, false},
+		{"restore drill not to kube api", drill, apiServer, 443, tcp, false},
+		{"restore drill not to the internet", drill, internet, 443, tcp, false},
+		{"nothing reaches the restore drill", app, drill, 8200, tcp, false},
 		{"vault not to the internet", vault, internet, 443, tcp, false},
 		{"monitoring scrapes vault", prometheus, vault, 8200, tcp, true},
 		{"monitoring scrapes eso", prometheus, controller, 8080, tcp, true},
@@ -604,6 +613,7 @@ func TestBaselineAndOptionalPolicies(t *testing.T) {
 		args := productionArgs("dev")
 		args.PodSecurityLevel, args.PodSecurityVersion = "baseline", "latest"
 		args.Network.SnapshotPodLabels, args.AWSCIDRs, args.Network.MonitoringNamespace = nil, nil, ""
+		args.Network.RestoreDrillPodLabels = nil
 		args.ExtraAllows = nil
 		_, err := guardrails.NewNamespaceGuardrails(ctx, "dev", args)
 		return err
@@ -615,7 +625,7 @@ func TestBaselineAndOptionalPolicies(t *testing.T) {
 	}
 	pols := policies(t, mon)
 	for name := range pols {
-		for _, absent := range []string{"snapshot", "aws", "monitoring"} {
+		for _, absent := range []string{"snapshot", "drill", "aws", "monitoring"} {
 			if strings.Contains(name, absent) {
 				t.Errorf("policy %s exists though its %s input is empty", name, absent)
 			}
