@@ -126,6 +126,7 @@ func (p *Platform) Outputs() map[string]pulumi.Output {
 		"replicaBucket":       p.Backup.ReplicaBucketName,
 		"replicaUnsealKeyArn": p.Unseal.ReplicaKeyARN,
 		"restoreDrillCronJob": p.Backup.RestoreDrillCronJobName,
+		"restoreDrillRoleArn": p.Unseal.RestoreDrillRoleARN,
 		"secretStore":         p.ExternalSecrets.StoreName,
 		"externalSecrets":     p.ExternalSecrets.ExternalSecretNames,
 	}
