@@ -41,6 +41,7 @@ func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
 			}
 			backupConfig := backup.DefaultConfig()
 			backupConfig.ServiceAccount = name + "-snapshot" // the default is one per namespace
+			backupConfig.Drill.ServiceAccount = name + "-restore-drill"
 			backupConfig.Resources = small
 			b, err := backup.NewBackupBucket(ctx, name+"-backup", &backup.BackupBucketArgs{
 				Config:          backupConfig,
@@ -50,6 +51,11 @@ func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
 				OIDCIssuer:      pulumi.String("https://oidc.example/id/X"),
 				Namespace:       ns,
 				VaultAddress:    v.ActiveAddress, VaultImage: v.Image, VaultCASecretName: v.CASecretName,
+				RestoreDrill: &backup.RestoreDrillArgs{
+					RoleARN:    pulumi.String("arn:aws:iam::" + recorder.MockAccountID + ":role/" + name + "-drill"),
+					RoleName:   pulumi.String(name + "-drill"),
+					SealRegion: pulumi.String("eu-west-1"), SealKMSKeyID: pulumi.String("alias/" + name),
+				},
 			})
 			if err != nil {
 				return err
@@ -73,6 +79,7 @@ func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
 			if _, err := observability.NewObservability(ctx, name+"-observability", &observability.ObservabilityArgs{
 				Namespace: ns, VaultRelease: name, VaultCASecretName: v.CASecretName,
 				SnapshotCronJobName: b.CronJobName, SnapshotIntervalSeconds: 6 * 3600,
+				RestoreDrillCronJobName: b.RestoreDrillCronJobName, RestoreDrillIntervalSeconds: 7 * 86400,
 			}); err != nil {
 				return err
 			}
