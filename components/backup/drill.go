@@ -4,6 +4,7 @@ import (
 	_ "embed" // the drill's scripts
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/secrets-platform/secrets-platform/components/awsiam"
 	"github.com/secrets-platform/secrets-platform/components/kube"
+	"github.com/secrets-platform/secrets-platform/components/validate"
 )
 
 // The drill's scripts, kept as files so that shellcheck reads them and the
@@ -215,10 +217,10 @@ func (b *build) drillContainers(bucket pulumi.StringOutput) (fetch, restore *cor
 		Limits:   pulumi.ToStringMap(a.Drill.Resources.Limits),
 	}
 	containerSC := securityContext(kube.RestrictedContainerSecurityContext(runAsUser, runAsGroup, true))
-	env := func(kv ...pulumi.StringInput) corev1.EnvVarArray {
+	env := func(vars map[string]pulumi.StringInput) corev1.EnvVarArray {
 		out := corev1.EnvVarArray{&corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/tmp")}}
-		for i := 0; i < len(kv); i += 2 {
-			out = append(out, &corev1.EnvVarArgs{Name: kv[i], Value: kv[i+1]})
+		for _, name := range validate.SortedKeys(vars) {
+			out = append(out, &corev1.EnvVarArgs{Name: pulumi.String(name), Value: vars[name]})
 		}
 		return out
 	}
@@ -229,12 +231,12 @@ func (b *build) drillContainers(bucket pulumi.StringOutput) (fetch, restore *cor
 		Name:    pulumi.String("fetch-snapshot"),
 		Image:   pulumi.String(a.AWSCLIImage),
 		Command: pulumi.ToStringArray([]string{"/bin/sh", DrillDir + "/" + FetchSnapshotKey}),
-		Env: env(
-			pulumi.String("SNAPSHOT_BUCKET"), bucket,
-			pulumi.String("SNAPSHOT_PREFIX"), pulumi.String(a.Prefix),
-			pulumi.String("DRILL_SNAPSHOT"), pulumi.String(drillSnapshot),
-			pulumi.String("AWS_REGION"), a.Region,
-		),
+		Env: env(map[string]pulumi.StringInput{
+			"SNAPSHOT_BUCKET": bucket,
+			"SNAPSHOT_PREFIX": pulumi.String(a.Prefix),
+			"DRILL_SNAPSHOT":  pulumi.String(drillSnapshot),
+			"AWS_REGION":      a.Region,
+		}),
 		VolumeMounts: corev1.VolumeMountArray{
 			mount("drill", DrillDir, true), mount("restore", DrillRestoreDir, false), mount("tmp", "/tmp", false),
 		},
@@ -245,14 +247,14 @@ func (b *build) drillContainers(bucket pulumi.StringOutput) (fetch, restore *cor
 		Name:    pulumi.String("restore-drill"),
 		Image:   a.VaultImage,
 		Command: pulumi.ToStringArray([]string{"/bin/sh", DrillDir + "/" + RestoreDrillKey}),
-		Env: env(
-			pulumi.String("VAULT_ADDR"), pulumi.String(DrillVaultAddr),
-			pulumi.String("DRILL_CONFIG"), pulumi.String(DrillDir+"/"+DrillConfigKey),
-			pulumi.String("DRILL_SNAPSHOT"), pulumi.String(drillSnapshot),
-			pulumi.String("DRILL_DATA"), pulumi.String(DrillDataDir),
-			pulumi.String("DRILL_LOG"), pulumi.String("/tmp/vault.log"),
-			pulumi.String("DRILL_TIMEOUT"), pulumi.Sprintf("%d", drillWaitSeconds),
-		),
+		Env: env(map[string]pulumi.StringInput{
+			"VAULT_ADDR":     pulumi.String(DrillVaultAddr),
+			"DRILL_CONFIG":   pulumi.String(DrillDir + "/" + DrillConfigKey),
+			"DRILL_SNAPSHOT": pulumi.String(drillSnapshot),
+			"DRILL_DATA":     pulumi.String(DrillDataDir),
+			"DRILL_LOG":      pulumi.String("/tmp/vault.log"),
+			"DRILL_TIMEOUT":  pulumi.String(strconv.Itoa(drillWaitSeconds)),
+		}),
 		VolumeMounts: corev1.VolumeMountArray{
 			mount("drill", DrillDir, true), mount("restore", DrillRestoreDir, true),
 			mount("data", DrillDataDir, false), mount("tmp", "/tmp", false),
