@@ -1,6 +1,8 @@
 // Package backup provides BackupBucket: a hardened S3 bucket for Vault's
-// Raft snapshots, the narrowly scoped IRSA role that may write them, and the
-// CronJob that takes a snapshot over TLS and uploads it.
+// Raft snapshots, the narrowly scoped IRSA role that may write them, the
+// CronJob that takes a snapshot over TLS and uploads it, a replica of the
+// bucket in a disaster-recovery region, and the restore drill that proves
+// the newest snapshot restores.
 //
 // Automated snapshots are a Vault Enterprise feature, hence the CronJob.
 package backup
@@ -119,9 +121,10 @@ type BackupBucket struct {
 
 // NewBackupBucket validates args, then creates the snapshot key (unless
 // Config.KMSKeyARN names one), the hardened bucket, the job's upload role,
-// and the snapshot CronJob, in that order.
+// the snapshot CronJob, with Replica the replica bucket in the DR region and
+// the replication, and with Config.Drill the restore drill, in that order.
 //
-// The bucket and a created key are protected and retained on delete. The
+// The buckets and created keys are protected and retained on delete. The
 // bucket's guards (public access block, policy, encryption, versioning,
 // ownership, lifecycle, object lock) are retained on delete, so the bucket
 // is never left behind without them, and a replaced guard is never removed

@@ -157,7 +157,7 @@ func TestWithoutDRNoReplica(t *testing.T) {
 // is created but the roles, which may use that key.
 func TestExistingKey(t *testing.T) {
 	const replica = "arn:aws:kms:eu-central-1:123456789012:key/mrk-1234abcd"
-	var alias, keyARN string
+	var alias, keyARN, keyID string
 	mon := tests.RunComponent(t, func(ctx *pulumi.Context) error {
 		a := args()
 		a.AliasName = ""
@@ -166,12 +166,12 @@ func TestExistingKey(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return tests.AwaitStrings(ctx, map[*string]pulumi.StringOutput{&alias: c.AliasName, &keyARN: c.KeyARN})
+		return tests.AwaitStrings(ctx, map[*string]pulumi.StringOutput{&alias: c.AliasName, &keyARN: c.KeyARN, &keyID: c.KeyID})
 	})
 	if n := len(mon.ByType(keyType)) + len(mon.ByType(aliasType)); n != 0 {
 		t.Errorf("%d keys and aliases created for an existing key", n)
 	}
-	if alias != replica || keyARN != replica {
+	if alias != replica || keyARN != replica || keyID != "mrk-1234abcd" {
 		t.Errorf("seal key id %s, key %s; want %s", alias, keyARN, replica)
 	}
 	p := parsePolicy(t, tests.PlainMap(tests.MustFind(t, mon, policyType, "unseal-vault-kms").Inputs), "policy")

@@ -145,7 +145,10 @@ func NewKMSUnseal(ctx *pulumi.Context, name string, args *KMSUnsealArgs, opts ..
 		comp.RestoreDrillRoleARN, comp.RestoreDrillRoleName = drill.Arn, drill.Name
 	}
 
-	keyARN, keyID, alias := pulumi.String(args.KeyARN).ToStringOutput(), pulumi.String(args.KeyARN).ToStringOutput(), pulumi.String(args.KeyARN).ToStringOutput()
+	// An existing key (Config.KeyARN): kms_key_id takes its ARN.
+	keyARN := pulumi.String(args.KeyARN).ToStringOutput()
+	keyID := pulumi.String(args.KeyARN[strings.LastIndex(args.KeyARN, "/")+1:]).ToStringOutput()
+	alias := keyARN
 	comp.ReplicaKeyARN = pulumi.String("").ToStringOutput()
 	comp.ReplicaAliasName = pulumi.String("").ToStringOutput()
 	if args.KeyARN == "" {
