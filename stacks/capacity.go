@@ -29,7 +29,7 @@ type workload struct {
 // ESO runs its three deployments.
 func (c *Config) workloads() []workload {
 	e := c.ExternalSecrets
-	return []workload{
+	ws := []workload{
 		{name: "vault", pods: int64(c.Vault.Replicas),
 			containers: []kube.Resources{c.Vault.Resources, c.Vault.TLSReloader.Resources},
 			storage:    []string{c.Vault.DataStorage, c.Vault.AuditStorage}},
@@ -45,6 +45,13 @@ func (c *Config) workloads() []workload {
 		// one's pod has finished, and finished pods use no quota.
 		{name: "vault bootstrap job", pods: 1, containers: []kube.Resources{c.Bootstrap.Resources}},
 	}
+	if d := c.Backup.Drill; d.Enabled {
+		// Forbid as well, and its schedule may meet the snapshot job's:
+		// counted beside it. Its download and restore steps share one set
+		// of resources, as the snapshot job's do.
+		ws = append(ws, workload{name: "restore drill job", pods: 1, containers: []kube.Resources{d.Resources}})
+	}
+	return ws
 }
 
 // CheckCapacity fails when what the platform runs does not fit the

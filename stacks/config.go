@@ -45,6 +45,22 @@ type Config struct {
 	// Bootstrap configures Vault's init, configuration and health gate
 	// (`bootstrap`).
 	Bootstrap bootstrap.Config `json:"bootstrap"`
+	// DR configures disaster recovery in a second region (`dr`).
+	DR DRConfig `json:"dr"`
+}
+
+// DRConfig is the stack's `dr` group: the second region that keeps a
+// replica of the unseal key and of the snapshot bucket. It spans KMSUnseal
+// and BackupBucket, so the stack, not a component, owns it.
+type DRConfig struct {
+	// Region is the DR region, another than aws:region, where the unseal
+	// key's replica and the snapshots' replica bucket live; "" keeps
+	// everything in aws:region. Default: "".
+	Region string `json:"region,omitempty"`
+	// ReplicationTimeControl turns on S3 Replication Time Control (every
+	// object replicated within 15 minutes, with metrics; extra cost).
+	// Default: false.
+	ReplicationTimeControl bool `json:"replicationTimeControl,omitempty"`
 }
 
 // KubernetesConfig selects the cluster and names its identity provider.
@@ -111,6 +127,7 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 		{"externalSecrets", &cfg.ExternalSecrets},
 		{"observability", &cfg.Observability},
 		{"bootstrap", &cfg.Bootstrap},
+		{"dr", &cfg.DR},
 	}
 	for _, g := range groups {
 		if err := decode(ctx, g.key, g.out); err != nil {

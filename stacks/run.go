@@ -56,6 +56,14 @@ func Compose(ctx *pulumi.Context, cfg *Config) (*Platform, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating aws provider: %w", err)
 	}
+	// The DR region's resources are created through a provider of their own.
+	var drProvider *aws.Provider
+	if cfg.DR.Region != "" {
+		drProvider, err = aws.NewProvider(ctx, "aws-dr", &aws.ProviderArgs{Region: pulumi.StringPtr(cfg.DR.Region)})
+		if err != nil {
+			return nil, fmt.Errorf("creating aws provider for dr.region: %w", err)
+		}
+	}
 	onK8s := pulumi.Provider(k8s)
 	onAWS := pulumi.Provider(awsProvider)
 	onBoth := pulumi.Providers(k8s, awsProvider)
@@ -67,7 +75,7 @@ func Compose(ctx *pulumi.Context, cfg *Config) (*Platform, error) {
 	}
 	namespace := p.Guardrails.Namespace
 
-	p.Unseal, err = kmsunseal.NewKMSUnseal(ctx, "vault-unseal", unsealArgs(ctx, cfg, namespace), onAWS)
+	p.Unseal, err = kmsunseal.NewKMSUnseal(ctx, "vault-unseal", unsealArgs(ctx, cfg, namespace, drProvider), onAWS)
 	if err != nil {
 		return nil, fmt.Errorf("creating unseal key: %w", err)
 	}
@@ -82,7 +90,7 @@ func Compose(ctx *pulumi.Context, cfg *Config) (*Platform, error) {
 	// bootstrap's Job, which is created after the bucket.
 	bootstrapped, resolveBootstrapped := pulumi.DeferredOutput[[]pulumi.Resource](ctx.Context())
 	p.Backup, err = backup.NewBackupBucket(ctx, backupName,
-		backupArgs(ctx, cfg, namespace, p.Vault, pulumi.ResourceArrayOutput{OutputState: bootstrapped.OutputState}), onBoth)
+		backupArgs(ctx, cfg, namespace, p.Vault, p.Unseal, drProvider, pulumi.ResourceArrayOutput{OutputState: bootstrapped.OutputState}), onBoth)
 	if err != nil {
 		return nil, fmt.Errorf("creating backups: %w", err)
 	}
@@ -119,20 +127,24 @@ func Compose(ctx *pulumi.Context, cfg *Config) (*Platform, error) {
 // Outputs are the stack outputs operators and the runbooks refer to.
 func (p *Platform) Outputs() map[string]pulumi.Output {
 	return map[string]pulumi.Output{
-		"namespace":          p.Guardrails.Namespace,
-		"vaultAddress":       p.Vault.Address,
-		"vaultCaCertPem":     p.Vault.CACertPEM,
-		"vaultTlsSecret":     p.Vault.TLSSecretName,
-		"vaultReleaseStatus": p.Vault.ReleaseStatus,
-		"unsealKeyArn":       p.Unseal.KeyARN,
-		"unsealKeyAlias":     p.Unseal.AliasName,
-		"vaultRoleArn":       p.Unseal.RoleARN,
-		"backupBucket":       p.Backup.BucketName,
-		"snapshotCronJob":    p.Backup.CronJobName,
-		"bootstrapJob":       p.Bootstrap.JobName,
-		"recoveryKeyArn":     p.Bootstrap.RecoveryKeyARN,
-		"secretStore":        p.ExternalSecrets.StoreName,
-		"externalSecrets":    p.ExternalSecrets.ExternalSecretNames,
+		"namespace":           p.Guardrails.Namespace,
+		"vaultAddress":        p.Vault.Address,
+		"vaultCaCertPem":      p.Vault.CACertPEM,
+		"vaultTlsSecret":      p.Vault.TLSSecretName,
+		"vaultReleaseStatus":  p.Vault.ReleaseStatus,
+		"unsealKeyArn":        p.Unseal.KeyARN,
+		"unsealKeyAlias":      p.Unseal.AliasName,
+		"vaultRoleArn":        p.Unseal.RoleARN,
+		"backupBucket":        p.Backup.BucketName,
+		"snapshotCronJob":     p.Backup.CronJobName,
+		"replicaBucket":       p.Backup.ReplicaBucketName,
+		"replicaUnsealKeyArn": p.Unseal.ReplicaKeyARN,
+		"restoreDrillCronJob": p.Backup.RestoreDrillCronJobName,
+		"restoreDrillRoleArn": p.Unseal.RestoreDrillRoleARN,
+		"bootstrapJob":        p.Bootstrap.JobName,
+		"recoveryKeyArn":      p.Bootstrap.RecoveryKeyARN,
+		"secretStore":         p.ExternalSecrets.StoreName,
+		"externalSecrets":     p.ExternalSecrets.ExternalSecretNames,
 	}
 }
 

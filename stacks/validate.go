@@ -10,7 +10,6 @@ import (
 )
 
 var (
-	regionPattern  = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$`)
 	oidcARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/.+$`)
 )
 
@@ -29,7 +28,28 @@ func (c *Config) problems() validate.Problems {
 	p = append(p, c.Observability.Validate("observability")...)
 	p = append(p, c.Bootstrap.Validate("bootstrap")...)
 	c.validateVaultClients(&p)
+	c.validateDR(&p)
 	return p
+}
+
+// validateDR relates the DR region to the primary one and to the groups
+// that replicate into it.
+func (c *Config) validateDR(p *validate.Problems) {
+	d := c.DR
+	switch {
+	case d.Region == "":
+		if d.ReplicationTimeControl {
+			p.Addf("dr.replicationTimeControl", "true needs dr.region, the region to replicate to")
+		}
+	case !validate.IsRegion(d.Region):
+		p.Addf("dr.region", "%q is not an AWS region: a lowercase name such as eu-central-1, or empty for no DR region", d.Region)
+	case d.Region == c.Region:
+		p.Addf("dr.region", "%q is aws:region itself; a copy in the same region does not survive its loss: choose another region, such as eu-central-1 for eu-west-1", d.Region)
+	}
+	if d.Region != "" && c.Unseal.KeyARN != "" {
+		p.Addf("dr.region", "%q asks for a replica of the unseal key, but unseal.keyArn uses an existing key; a DR stack sets unseal.keyArn and leaves dr.region empty", d.Region)
+	}
+	*p = append(*p, c.Backup.ValidateReplica("backup", d.Region)...)
 }
 
 func (c *Config) validateCluster(p *validate.Problems) {
@@ -38,7 +58,7 @@ func (c *Config) validateCluster(p *validate.Problems) {
 	} else {
 		p.DNSLabel("namespace", c.Namespace)
 	}
-	if !regionPattern.MatchString(c.Region) {
+	if !validate.IsRegion(c.Region) {
 		p.Addf("aws:region", "%q is not an AWS region; set it, for example `pulumi config set aws:region eu-west-1`", c.Region)
 	}
 	k := c.Kubernetes

@@ -3,6 +3,7 @@ package stacks
 import (
 	"fmt"
 
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/secrets-platform/secrets-platform/components/backup"
@@ -53,27 +54,46 @@ func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 				"app.kubernetes.io/name":     "external-secrets-webhook",
 				"app.kubernetes.io/instance": esoRelease,
 			},
-			SnapshotPodLabels:   backup.PodLabels(backupName),
-			BootstrapPodLabels:  bootstrapPodLabels,
-			KubeAPICIDRs:        cfg.Kubernetes.APIServerCIDRs,
-			KubeAPIPort:         cfg.Kubernetes.APIServerPort,
-			MonitoringNamespace: monitoring,
+			SnapshotPodLabels:     backup.PodLabels(backupName),
+			RestoreDrillPodLabels: drillLabels(cfg),
+			BootstrapPodLabels:    bootstrapPodLabels,
+			KubeAPICIDRs:          cfg.Kubernetes.APIServerCIDRs,
+			KubeAPIPort:           cfg.Kubernetes.APIServerPort,
+			MonitoringNamespace:   monitoring,
 			// Metrics and webhook ports: the guardrails' defaults are the
 			// charts' (Vault 8200, ESO metrics 8080, ESO webhook 10250).
 		},
 	}
 }
 
-func unsealArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput) *kmsunseal.KMSUnsealArgs {
+// drillLabels select the restore drill's pods; nil without the drill.
+func drillLabels(cfg *Config) map[string]string {
+	if !cfg.Backup.Drill.Enabled {
+		return nil
+	}
+	return backup.DrillPodLabels(backupName)
+}
+
+func unsealArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, drProvider *aws.Provider) *kmsunseal.KMSUnsealArgs {
 	c := cfg.Unseal
 	c.Tags = tags(ctx, cfg.Unseal.Tags)
+	var dr *kmsunseal.DRArgs
+	if drProvider != nil {
+		dr = &kmsunseal.DRArgs{Region: cfg.DR.Region, Provider: drProvider}
+	}
+	drill := ""
+	if cfg.Backup.Drill.Enabled {
+		drill = cfg.Backup.Drill.ServiceAccount
+	}
 	return &kmsunseal.KMSUnsealArgs{
-		Config:             c,
-		Region:             pulumi.String(cfg.Region),
-		OIDCProviderARN:    pulumi.String(cfg.Kubernetes.OIDCProviderARN),
-		OIDCIssuer:         pulumi.String(cfg.Kubernetes.OIDCIssuer),
-		Namespace:          namespace,
-		ServiceAccountName: pulumi.String(cfg.Vault.ServiceAccount),
+		RestoreDrillServiceAccount: drill,
+		DR:                         dr,
+		Config:                     c,
+		Region:                     pulumi.String(cfg.Region),
+		OIDCProviderARN:            pulumi.String(cfg.Kubernetes.OIDCProviderARN),
+		OIDCIssuer:                 pulumi.String(cfg.Kubernetes.OIDCIssuer),
+		Namespace:                  namespace,
+		ServiceAccountName:         pulumi.String(cfg.Vault.ServiceAccount),
 	}
 }
 
@@ -92,10 +112,22 @@ func vaultArgs(cfg *Config, namespace pulumi.StringInput, unseal *kmsunseal.KMSU
 // source for the Observability component's monitors and the ESO chart's.
 var monitorLabels = observability.DefaultMonitorLabels
 
-func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault, after pulumi.ResourceArrayInput) *backup.BackupBucketArgs {
+func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault, unseal *kmsunseal.KMSUnseal, drProvider *aws.Provider, after pulumi.ResourceArrayInput) *backup.BackupBucketArgs {
 	c := cfg.Backup
 	c.VaultTokenAudience = bootstrap.Audience
+	var replica *backup.ReplicaArgs
+	if drProvider != nil {
+		replica = &backup.ReplicaArgs{Region: cfg.DR.Region, Provider: drProvider, ReplicationTimeControl: cfg.DR.ReplicationTimeControl}
+	}
 	return &backup.BackupBucketArgs{
+		Replica: replica,
+		// The drill unseals its throwaway Vault as the voters do.
+		RestoreDrill: &backup.RestoreDrillArgs{
+			RoleARN:      unseal.RestoreDrillRoleARN,
+			RoleName:     unseal.RestoreDrillRoleName,
+			SealRegion:   unseal.Region,
+			SealKMSKeyID: unseal.AliasName,
+		},
 		Config:          c,
 		AccountID:       pulumi.String(cfg.Unseal.AccountID),
 		Region:          pulumi.String(cfg.Region),
@@ -135,6 +167,7 @@ func bootstrapArgs(ctx *pulumi.Context, cfg *Config, v *vault.HardenedVault, b *
 		Bucket:            b.BucketName,
 		BucketARN:         b.BucketARN,
 		BucketKeyARN:      b.KMSKeyARN,
+		InitPrefix:        backup.InitPrefix,
 		Tags:              pulumi.ToStringMap(tags(ctx, nil)),
 	}
 }
@@ -180,14 +213,24 @@ func observabilityArgs(cfg *Config, namespace pulumi.StringInput, p *Platform) (
 	if err != nil {
 		return nil, fmt.Errorf("backup.schedule: %w", err)
 	}
+	var drillCronJob pulumi.StringInput
+	drillInterval := 0
+	if cfg.Backup.Drill.Enabled {
+		if drillInterval, err = observability.ScheduleIntervalSeconds(cfg.Backup.Drill.Schedule); err != nil {
+			return nil, fmt.Errorf("backup.drill.schedule: %w", err)
+		}
+		drillCronJob = p.Backup.RestoreDrillCronJobName
+	}
 	return &observability.ObservabilityArgs{
-		Namespace:               namespace,
-		VaultRelease:            vaultRelease,
-		VaultReplicas:           cfg.Vault.Replicas,
-		VaultCASecretName:       p.Vault.CASecretName,
-		SnapshotCronJobName:     p.Backup.CronJobName,
-		BootstrapJob:            bootstrapName,
-		SnapshotIntervalSeconds: interval,
+		RestoreDrillCronJobName:     drillCronJob,
+		RestoreDrillIntervalSeconds: drillInterval,
+		Namespace:                   namespace,
+		VaultRelease:                vaultRelease,
+		VaultReplicas:               cfg.Vault.Replicas,
+		VaultCASecretName:           p.Vault.CASecretName,
+		SnapshotCronJobName:         p.Backup.CronJobName,
+		BootstrapJob:                bootstrapName,
+		SnapshotIntervalSeconds:     interval,
 		// Grafana's dashboard sidecar watches its own namespace.
 		DashboardNamespace: pulumi.String(cfg.Observability.MonitoringNamespace),
 		MonitorLabels:      monitorLabels,

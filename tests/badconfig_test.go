@@ -122,6 +122,28 @@ func TestBadConfigFailsBeforeAnythingIsCreated(t *testing.T) {
 		}), `externalSecrets.store.role: "external-secrets" must start with bootstrap.namePrefix ("secrets-platform-")`},
 		{"two auth mounts", map[string]any{ns + "backup": map[string]any{"vaultAuthMount": "k8s"}},
 			`backup.vaultAuthMount: "k8s" differs from externalSecrets.store.authMount ("kubernetes")`},
+		{"dr.region is the primary region", map[string]any{ns + "dr": map[string]any{"region": "eu-west-1"}},
+			`dr.region: "eu-west-1" is aws:region itself; a copy in the same region does not survive its loss: choose another region`},
+		{"dr.region not a region", map[string]any{ns + "dr": map[string]any{"region": "eu-west"}},
+			`dr.region: "eu-west" is not an AWS region: a lowercase name such as eu-central-1, or empty for no DR region`},
+		{"dr.region in capitals", map[string]any{ns + "dr": map[string]any{"region": "EU-CENTRAL-1"}},
+			`dr.region: "EU-CENTRAL-1" is not an AWS region: a lowercase name such as eu-central-1`},
+		{"replication time control without dr.region", map[string]any{ns + "dr": map[string]any{"replicationTimeControl": true}},
+			"dr.replicationTimeControl: true needs dr.region"},
+		{"existing snapshot key without a replica key", with("backup", func(b map[string]any) {
+			b["kmsKeyArn"] = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+		}), "backup.replicaKmsKeyArn: required with dr.region when backup.kmsKeyArn names an existing key: a key in eu-central-1"},
+		{"replica key in the wrong region", with("backup", func(b map[string]any) {
+			b["replicaKmsKeyArn"] = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+		}), `backup.replicaKmsKeyArn: "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab" is a key of region eu-west-1; the replica bucket is in dr.region eu-central-1`},
+		{"drill schedule not cron", with("backup", func(b map[string]any) { b["drill"] = map[string]any{"schedule": "weekly"} }),
+			`backup.drill.schedule: "weekly" is not a cron schedule`},
+		{"drill shares the snapshot job's service account", with("backup", func(b map[string]any) {
+			b["drill"] = map[string]any{"serviceAccount": "vault-snapshot"}
+		}), `backup.drill.serviceAccount: "vault-snapshot" is also the snapshot job's`},
+		{"existing unseal key with dr.region", with("unseal", func(u map[string]any) {
+			u["keyArn"] = "arn:aws:kms:eu-central-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
+		}), `dr.region: "eu-central-1" asks for a replica of the unseal key, but unseal.keyArn uses an existing key`},
 		{"bad API server CIDR", with("kubernetes", func(k map[string]any) { k["apiServerCidrs"] = []any{"10.0.0.0/33"} }),
 			`kubernetes.apiServerCidrs[0]: "10.0.0.0/33" is not a CIDR`},
 	}
@@ -218,6 +240,26 @@ func TestUnknownKeysUnderTheEngine(t *testing.T) {
 	}
 	if n := len(mon.Resources()); n != 0 {
 		t.Errorf("%d resources were registered; want none", n)
+	}
+}
+
+// TestCapacityCountsTheRestoreDrill: the drill's pod may run beside
+// everything else, so the quota must hold it too.
+func TestCapacityCountsTheRestoreDrill(t *testing.T) {
+	const key = "secrets-platform:backup"
+	b := decodeGroup(t, StackConfig(t, "production", nil), key)
+	b["drill"] = map[string]any{"resources": map[string]any{
+		"requests": map[string]any{"cpu": "100m", "memory": "13Gi"},
+		"limits":   map[string]any{"cpu": "1", "memory": "13Gi"},
+	}}
+	_, err := recorder.Run("production", StackConfig(t, "production", map[string]any{key: b}), stacks.Run)
+	if err == nil {
+		t.Fatal("a 13Gi drill beside 3 voters of 1Gi fits a 16Gi memory quota: the drill is not counted")
+	}
+	for _, want := range []string{"requests.memory: the platform needs", "1 x restore drill job (requests cpu 100m, memory 13Gi)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
 	}
 }
 

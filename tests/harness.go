@@ -212,3 +212,17 @@ func ParsePolicy(t testing.TB, inputs map[string]any, key string) PolicyDocument
 	}
 	return p
 }
+
+// awsProvider is an explicit provider of the aws package, registered
+// without linking that package's huge root into every test binary.
+type awsProvider struct{ pulumi.ProviderResourceState }
+
+// AWSProvider registers an AWS provider for region, as stacks.Compose
+// does for dr.region, for component tests that take one.
+func AWSProvider(ctx *pulumi.Context, name, region string) (pulumi.ProviderResource, error) {
+	p := &awsProvider{}
+	if err := ctx.RegisterResource("pulumi:providers:aws", name, pulumi.Map{"region": pulumi.String(region)}, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}

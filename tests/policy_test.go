@@ -160,6 +160,15 @@ func TestChecksCatchBrokenResources(t *testing.T) {
 		"chart":  "vault",
 		"values": map[string]any{"server": map[string]any{"ha": map[string]any{"raft": map[string]any{"config": "listener \"tcp\" {\n  tls_disable = 1\n}"}}}},
 	})}
+	exposedPlaintext := recorder.Resource{Type: "kubernetes:core/v1:ConfigMap", Name: "drill", Custom: true, Inputs: props(map[string]any{
+		"data": map[string]any{"vault.hcl": "listener \"tcp\" {\n  address = \"127.0.0.1:8200\"\n  tls_disable = true\n}\nlistener \"tcp\" {\n  address = \"0.0.0.0:8210\"\n  tls_disable = true\n}\n"},
+	})}
+	loopback := recorder.Resource{Type: "kubernetes:core/v1:ConfigMap", Name: "drill", Custom: true, Inputs: props(map[string]any{
+		"data": map[string]any{
+			"vault.hcl":  "listener \"tcp\" {\n  address = \"127.0.0.1:8200\"\n  tls_disable = true\n}\n",
+			"VAULT_ADDR": "http://127.0.0.1:8200",
+		},
+	})}
 	unprotectedKey := recorder.Resource{Type: "aws:kms/key:Key", Name: "key", Custom: true, Protect: true}
 	starWrite := recorder.Resource{Type: "aws:iam/rolePolicy:RolePolicy", Name: "wide", Custom: true, Inputs: props(map[string]any{
 		"policy": `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:PutObject"],"Resource":"*"}]}`,
@@ -185,6 +194,7 @@ func TestChecksCatchBrokenResources(t *testing.T) {
 		{"vault over http", TLSFindings([]recorder.Resource{plainHTTP}), "without TLS"},
 		{"store without CA", TLSFindings([]recorder.Resource{storeWithoutCA}), "no caBundle"},
 		{"tls_disable in HCL", TLSFindings([]recorder.Resource{tlsOff}), "sets tls_disable"},
+		{"tls_disable beside a loopback listener", TLSFindings([]recorder.Resource{exposedPlaintext}), "sets tls_disable"},
 		{"key not retained", DurabilityFindings([]recorder.Resource{unprotectedKey}), "retainOnDelete=false"},
 		{"vault volumes deleted", DurabilityFindings([]recorder.Resource{tlsOff}), "persistentVolumeClaimRetentionPolicy"},
 		{"write on *", LeastPrivilegeFindings([]recorder.Resource{starWrite}), "s3:PutObject on resource *"},
@@ -197,6 +207,9 @@ func TestChecksCatchBrokenResources(t *testing.T) {
 				t.Errorf("want a finding containing %q, got:%s", tc.want, JoinViolations(tc.findings))
 			}
 		})
+	}
+	if got := TLSFindings([]recorder.Resource{loopback}); len(got) != 0 {
+		t.Errorf("a plaintext listener on loopback only, and its loopback client, were flagged:%s", JoinViolations(got))
 	}
 	if got := SecretFindings([]recorder.Resource{secretKey}, nil); len(got) != 0 {
 		t.Errorf("a key inside a secret was flagged:%s", JoinViolations(got))

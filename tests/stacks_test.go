@@ -119,3 +119,55 @@ func TestAFailedResourceStopsTheStack(t *testing.T) {
 		t.Error("the Vault release was registered although its unseal key failed")
 	}
 }
+
+// TestDRFollowsTheStack: production (dr.region eu-central-1) keeps the
+// unseal key's replica and the replica bucket in that region, through a
+// provider of that region, protected like their primaries; staging (no
+// dr.region) has neither, and no provider but its own region's.
+func TestDRFollowsTheStack(t *testing.T) {
+	prod := runStack(t, "production")
+	provider, ok := prod.Find("pulumi:providers:aws", "aws-dr")
+	if !ok {
+		t.Fatal("production has no aws-dr provider")
+	}
+	if region := PlainMap(provider.Inputs)["region"]; region != "eu-central-1" {
+		t.Errorf("aws-dr provider region = %v, want dr.region eu-central-1", region)
+	}
+	for _, want := range []struct{ typ, name string }{
+		{"aws:kms/replicaKey:ReplicaKey", "vault-unseal-replica-key"},
+		{"aws:kms/alias:Alias", "vault-unseal-replica-alias"},
+		{"aws:s3/bucketV2:BucketV2", "vault-backup-replica-bucket"},
+		{"aws:kms/key:Key", "vault-backup-replica-key"},
+	} {
+		r := MustFind(t, prod, want.typ, want.name)
+		if !strings.HasPrefix(r.Provider, provider.URN+"::") {
+			t.Errorf("%s uses provider %q, want aws-dr", want.name, r.Provider)
+		}
+		if want.typ != "aws:kms/alias:Alias" && (!r.Protect || !r.RetainOnDelete) {
+			t.Errorf("%s protect=%v retainOnDelete=%v", want.name, r.Protect, r.RetainOnDelete)
+		}
+	}
+	// Nothing else lives in the DR region.
+	n := 0
+	for _, r := range prod.Resources() {
+		if strings.HasPrefix(r.Provider, provider.URN+"::") {
+			n++
+		}
+	}
+	if n != 11 {
+		t.Errorf("%d resources through aws-dr; want the replica key and alias, the replica bucket, its key and its 7 guards", n)
+	}
+	MustFind(t, prod, "aws:s3/bucketReplicationConfig:BucketReplicationConfig", "vault-backup-replication")
+
+	staging := runStack(t, "staging")
+	if _, ok := staging.Find("pulumi:providers:aws", "aws-dr"); ok {
+		t.Error("staging has an aws-dr provider without dr.region")
+	}
+	for _, r := range staging.Resources() {
+		if strings.Contains(r.Name, "replica") {
+			t.Errorf("staging registers %s %s without dr.region", r.Type, r.Name)
+		}
+	}
+	// The drill runs in both.
+	MustFind(t, staging, "kubernetes:batch/v1:CronJob", "vault-backup-restore-drill")
+}

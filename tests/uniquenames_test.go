@@ -42,6 +42,7 @@ func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
 			}
 			backupConfig := backup.DefaultConfig()
 			backupConfig.ServiceAccount = name + "-snapshot" // the default is one per namespace
+			backupConfig.Drill.ServiceAccount = name + "-restore-drill"
 			backupConfig.Resources = small
 			b, err := backup.NewBackupBucket(ctx, name+"-backup", &backup.BackupBucketArgs{
 				Config:          backupConfig,
@@ -51,6 +52,11 @@ func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
 				OIDCIssuer:      pulumi.String("https://oidc.example/id/X"),
 				Namespace:       ns,
 				VaultAddress:    v.ActiveAddress, VaultImage: v.Image, VaultCASecretName: v.CASecretName,
+				RestoreDrill: &backup.RestoreDrillArgs{
+					RoleARN:    pulumi.String("arn:aws:iam::" + recorder.MockAccountID + ":role/" + name + "-drill"),
+					RoleName:   pulumi.String(name + "-drill"),
+					SealRegion: pulumi.String("eu-west-1"), SealKMSKeyID: pulumi.String("alias/" + name),
+				},
 			})
 			if err != nil {
 				return err
@@ -68,7 +74,7 @@ func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
 				AccountID: recorder.MockAccountID, Region: "eu-west-1",
 				OIDCProviderARN: "arn:aws:iam::" + recorder.MockAccountID + ":oidc-provider/oidc.example/id/X",
 				OIDCIssuer:      "https://oidc.example/id/X",
-				Bucket:          b.BucketName, BucketARN: b.BucketARN, BucketKeyARN: b.KMSKeyARN,
+				Bucket:          b.BucketName, BucketARN: b.BucketARN, BucketKeyARN: b.KMSKeyARN, InitPrefix: backup.InitPrefix,
 			}); err != nil {
 				return err
 			}
@@ -91,6 +97,7 @@ func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
 			if _, err := observability.NewObservability(ctx, name+"-observability", &observability.ObservabilityArgs{
 				Namespace: ns, VaultRelease: name, VaultCASecretName: v.CASecretName,
 				SnapshotCronJobName: b.CronJobName, SnapshotIntervalSeconds: 6 * 3600, BootstrapJob: name + "-bootstrap",
+				RestoreDrillCronJobName: b.RestoreDrillCronJobName, RestoreDrillIntervalSeconds: 7 * 86400,
 			}); err != nil {
 				return err
 			}

@@ -95,6 +95,7 @@ var policyInputs = map[string]string{
 	"aws:iam/rolePolicy:RolePolicy":    "policy",
 	"aws:iam/policy:Policy":            "policy",
 	"aws:kms/key:Key":                  "policy",
+	"aws:kms/replicaKey:ReplicaKey":    "policy",
 	"aws:s3/bucketPolicy:BucketPolicy": "policy",
 }
 

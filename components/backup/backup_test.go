@@ -43,6 +43,8 @@ const (
 	bucketARN  = "arn:aws:s3:::" + bucketName
 	keyARN     = "arn:aws:kms:us-east-1:123456789012:key/snap-key-id"
 	roleARN    = "arn:aws:iam::123456789012:role/snap-job"
+	// The drill's role, as KMSUnseal would answer.
+	drillRoleARN = "arn:aws:iam::123456789012:role/unseal-restore-drill"
 )
 
 func args() *backup.BackupBucketArgs {
@@ -63,6 +65,12 @@ func args() *backup.BackupBucketArgs {
 		VaultImage:        pulumi.String("hashicorp/vault:2.0.4"),
 		VaultCASecretName: pulumi.String("vault-ca"),
 		Tags:              pulumi.StringMap{"team": pulumi.String("platform")},
+		RestoreDrill: &backup.RestoreDrillArgs{
+			RoleARN:      pulumi.String(drillRoleARN),
+			RoleName:     pulumi.String("unseal-restore-drill"),
+			SealRegion:   pulumi.String("eu-west-1"),
+			SealKMSKeyID: pulumi.String("alias/production-vault-unseal"),
+		},
 	}
 }
 

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"regexp"
+	"strings"
 
 	"github.com/robfig/cron/v3"
 
@@ -54,6 +55,33 @@ type Config struct {
 	// Resources are each snapshot container's requests and limits. Default:
 	// requests cpu 100m, memory 128Mi; limits cpu 500m, memory 256Mi.
 	Resources kube.Resources `json:"resources"`
+	// ReplicaKMSKeyARN encrypts the replica bucket in dr.region with an
+	// existing key of that region; "" creates one there. Required with
+	// dr.region when kmsKeyArn names an existing key. Default: "".
+	ReplicaKMSKeyARN string `json:"replicaKmsKeyArn,omitempty"`
+	// Drill is the restore drill, which restores the latest snapshot into a
+	// throwaway Vault on a schedule.
+	Drill DrillConfig `json:"drill"`
+}
+
+// DrillConfig is the restore drill's part of the `backup` group.
+type DrillConfig struct {
+	// Enabled runs the drill; turn it off only where no KMS key or snapshot
+	// is to be had. Default: true.
+	Enabled bool `json:"enabled"`
+	// Schedule is the drill's schedule (UTC). Default: 0 3 * * 0 (Sundays
+	// at 03:00).
+	Schedule string `json:"schedule,omitempty"`
+	// ActiveDeadlineSeconds stops a drill that takes longer: the download,
+	// the throwaway Vault's start, the restore. Default: 3600.
+	ActiveDeadlineSeconds int `json:"activeDeadlineSeconds,omitempty"`
+	// ServiceAccount is the drill's service account, which its IRSA role
+	// trusts. Default: vault-restore-drill.
+	ServiceAccount string `json:"serviceAccount,omitempty"`
+	// Resources are each drill container's requests and limits (the
+	// download, then the throwaway Vault). Default: requests cpu 100m,
+	// memory 256Mi; limits cpu 1, memory 1Gi.
+	Resources kube.Resources `json:"resources"`
 }
 
 // DefaultConfig is where every default of Config is stated.
@@ -73,6 +101,17 @@ func DefaultConfig() Config {
 		Resources: kube.Resources{
 			Requests: map[string]string{"cpu": "100m", "memory": "128Mi"},
 			Limits:   map[string]string{"cpu": "500m", "memory": "256Mi"},
+		},
+		Drill: DrillConfig{
+			Enabled:  true,
+			Schedule: "0 3 * * 0",
+			// A drill that cannot finish within an hour shows as failed.
+			ActiveDeadlineSeconds: 60 * 60,
+			ServiceAccount:        "vault-restore-drill",
+			Resources: kube.Resources{
+				Requests: map[string]string{"cpu": "100m", "memory": "256Mi"},
+				Limits:   map[string]string{"cpu": "1", "memory": "1Gi"},
+			},
 		},
 	}
 }
@@ -117,5 +156,51 @@ func (c Config) Validate(path string) []validate.Problem {
 	p.NonEmpty(key("vaultAuthMount"), c.VaultAuthMount)
 	p.PinnedImage(key("awsCliImage"), c.AWSCLIImage)
 	p.WorkloadResources(key("resources"), c.Resources)
+	if c.ReplicaKMSKeyARN != "" && !kmsARNPattern.MatchString(c.ReplicaKMSKeyARN) {
+		p.Addf(key("replicaKmsKeyArn"), "%q is not a KMS key ARN; leave it empty to create a key in dr.region", c.ReplicaKMSKeyARN)
+	}
+	c.Drill.validate(&p, key("drill"), c.ServiceAccount)
+	return p
+}
+
+func (d DrillConfig) validate(p *validate.Problems, path, snapshotAccount string) {
+	if !d.Enabled {
+		return
+	}
+	key := func(k string) string { return validate.Join(path, k) }
+	if _, err := cron.ParseStandard(d.Schedule); err != nil {
+		p.Addf(key("schedule"), "%q is not a cron schedule (%v); for example \"0 3 * * 0\" (weekly)", d.Schedule, err)
+	}
+	p.Positive(key("activeDeadlineSeconds"), d.ActiveDeadlineSeconds)
+	p.DNSLabel(key("serviceAccount"), d.ServiceAccount)
+	if d.ServiceAccount == snapshotAccount {
+		p.Addf(key("serviceAccount"), "%q is also the snapshot job's; the drill needs its own, which only its IRSA role trusts", d.ServiceAccount)
+	}
+	p.WorkloadResources(key("resources"), d.Resources)
+}
+
+// replicaSuffix names the replica bucket after a named primary.
+const replicaSuffix = "-dr"
+
+// ValidateReplica reports what stands in the way of replicating to
+// drRegion, keyed under path (for example "backup"); "" is no DR region.
+func (c Config) ValidateReplica(path, drRegion string) []validate.Problem {
+	var p validate.Problems
+	key := func(k string) string { return validate.Join(path, k) }
+	if drRegion == "" {
+		if c.ReplicaKMSKeyARN != "" {
+			p.Addf(key("replicaKmsKeyArn"), "%q is set but dr.region is not; it encrypts the replica in dr.region", c.ReplicaKMSKeyARN)
+		}
+		return p
+	}
+	if c.KMSKeyARN != "" && c.ReplicaKMSKeyARN == "" {
+		p.Addf(key("replicaKmsKeyArn"), "required with dr.region when %s names an existing key: a key in %s for the replica", key("kmsKeyArn"), drRegion)
+	}
+	if arn := c.ReplicaKMSKeyARN; arn != "" && kmsARNPattern.MatchString(arn) && strings.Split(arn, ":")[3] != drRegion {
+		p.Addf(key("replicaKmsKeyArn"), "%q is a key of region %s; the replica bucket is in dr.region %s and needs a key there", arn, strings.Split(arn, ":")[3], drRegion)
+	}
+	if c.BucketName != "" && !bucketPattern.MatchString(c.BucketName+replicaSuffix) {
+		p.Addf(key("bucketName"), "%q makes the replica bucket %q, not a valid S3 bucket name (at most 63 characters)", c.BucketName, c.BucketName+replicaSuffix)
+	}
 	return p
 }

@@ -36,9 +36,6 @@ const TypeToken = "platform:vault:VaultBootstrap"
 //go:embed bootstrap.sh
 var Script string
 
-// InitPrefix is the key prefix of the init objects in the backup bucket.
-const InitPrefix = "init"
-
 // Where the Job's pod mounts what it uses.
 const (
 	// ConfigDir holds the ConfigMap: the script, policies, roles, PGP keys.
@@ -94,8 +91,11 @@ type VaultBootstrapArgs struct {
 	// (required).
 	AccountID, Region, OIDCProviderARN, OIDCIssuer string
 	// Bucket, BucketARN and BucketKeyARN are the backup bucket the init
-	// object goes to, under InitPrefix, and its key (required).
+	// object goes to, and its key (required).
 	Bucket, BucketARN, BucketKeyARN pulumi.StringInput
+	// InitPrefix is the key prefix the init object goes under, which the
+	// bucket protects and replicates like the snapshots (required).
+	InitPrefix string
 	// Tags are set on every AWS resource that takes tags.
 	Tags pulumi.StringMapInput
 }
@@ -228,7 +228,7 @@ func (b *build) newRecoveryKey(roleARN pulumi.StringOutput) (pulumi.StringOutput
 func (b *build) newRolePolicy(role *iam.Role, recoveryKey pulumi.StringOutput) error {
 	a := b.args
 	doc := pulumi.All(a.BucketARN, a.BucketKeyARN, recoveryKey).ApplyT(func(v []any) (string, error) {
-		return PublishPolicy(v[0].(string), v[1].(string), v[2].(string), a.Region)
+		return PublishPolicy(v[0].(string), a.InitPrefix, v[1].(string), v[2].(string), a.Region)
 	}).(pulumi.StringOutput)
 	if _, err := iam.NewRolePolicy(b.ctx, b.name+"-publish", &iam.RolePolicyArgs{
 		Role:   role.ID(),
@@ -346,7 +346,7 @@ func (b *build) containers(p plan, recoveryKey pulumi.StringOutput) (init, publi
 	}, common...)
 	awsEnv := append(corev1.EnvVarArray{
 		env("INIT_BUCKET", a.Bucket),
-		env("INIT_PREFIX", pulumi.String(InitPrefix)),
+		env("INIT_PREFIX", pulumi.String(a.InitPrefix)),
 		env("BUCKET_KEY_ARN", a.BucketKeyARN),
 		env("RECOVERY_KEY_ID", recoveryKey),
 		env("AWS_REGION", pulumi.String(a.Region)),
@@ -399,6 +399,7 @@ func check(name string, args *VaultBootstrapArgs) error {
 	problems.NonEmpty("Setup.KVMount", args.Setup.KVMount)
 	problems.NonEmpty("Setup.AuthMount", args.Setup.AuthMount)
 	problems.NonEmpty("AuditFile", args.AuditFile)
+	problems.NonEmpty("InitPrefix", args.InitPrefix)
 	problems.PinnedImage("AWSCLIImage", args.AWSCLIImage)
 	if len(args.PodLabels) == 0 {
 		problems.Addf("PodLabels", "required: network policies select the Job's pods by them")

@@ -59,6 +59,7 @@ func args() *bootstrap.VaultBootstrapArgs {
 		Bucket:            pulumi.String("backups"),
 		BucketARN:         pulumi.String("arn:aws:s3:::backups"),
 		BucketKeyARN:      pulumi.String("arn:aws:kms:eu-west-1:111122223333:key/bucket"),
+		InitPrefix:        "init",
 	}
 }
 

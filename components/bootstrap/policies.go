@@ -59,11 +59,11 @@ func RecoveryKeyPolicy(accountID, partition, bootstrapRoleARN string, breakGlass
 	).JSON()
 }
 
-// PublishPolicy is the bootstrap role's policy: put objects under
-// InitPrefix in the backup bucket with its key, and, in KMS mode
-// (recoveryKeyARN set), encrypt the init output with the recovery key.
-func PublishPolicy(bucketARN, bucketKeyARN, recoveryKeyARN, region string) (string, error) {
-	statements := awsiam.PutObjectsWithKMS(bucketARN, InitPrefix, bucketKeyARN, region)
+// PublishPolicy is the bootstrap role's policy: put objects under prefix
+// in the backup bucket with its key, and, in KMS mode (recoveryKeyARN set),
+// encrypt the init output with the recovery key.
+func PublishPolicy(bucketARN, prefix, bucketKeyARN, recoveryKeyARN, region string) (string, error) {
+	statements := awsiam.PutObjectsWithKMS(bucketARN, prefix, bucketKeyARN, region)
 	if recoveryKeyARN != "" {
 		statements = append(statements, awsiam.Statement{
 			Sid:       "EncryptInitOutput",

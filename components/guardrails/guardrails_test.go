@@ -48,6 +48,7 @@ var (
 	esoCertPods       = map[string]string{"app.kubernetes.io/name": "external-secrets-cert-controller", "app.kubernetes.io/instance": "external-secrets"}
 	snapshotPods      = map[string]string{"app.kubernetes.io/name": "vault-snapshot", "app.kubernetes.io/instance": "vault"}
 	bootstrapPods     = map[string]string{"app.kubernetes.io/name": "vault-bootstrap"}
+	drillPods         = map[string]string{"app.kubernetes.io/name": "vault-restore-drill", "app.kubernetes.io/instance": "vault"}
 	appPods           = map[string]string{"app": "billing"}
 	postgresPods      = map[string]string{"app": "postgres"}
 )
@@ -70,6 +71,7 @@ func productionArgs(namespace string) *guardrails.NamespaceGuardrailsArgs {
 			ExternalSecretsWebhookPodLabels:    esoWebhookPods,
 			SnapshotPodLabels:                  snapshotPods,
 			BootstrapPodLabels:                 bootstrapPods,
+			RestoreDrillPodLabels:              drillPods,
 			KubeAPICIDRs:                       []string{"10.0.0.0/28"},
 			MonitoringNamespace:                "monitoring",
 		},
@@ -379,6 +381,7 @@ func TestPlatformFlows(t *testing.T) {
 		certCtl    = pod(ns, esoCertPods)
 		snapshot   = pod(ns, snapshotPods)
 		boot       = pod(ns, bootstrapPods)
+		drill      = pod(ns, drillPods)
 		app        = pod(ns, appPods)
 		postgres   = pod(ns, postgresPods)
 		coreDNS    = pod("kube-system", map[string]string{"k8s-app": "kube-dns"})
@@ -421,6 +424,12 @@ func TestPlatformFlows(t *testing.T) {
 		{"bootstrap job not to kube api", boot, apiServer, 443, tcp, false},
 		{"bootstrap job not to the internet", boot, internet, 443, tcp, false},
 		{"eso not to aws", controller, kmsVPCE, 443, tcp, false},
+		{"restore drill to s3, kms and sts", drill, kmsVPCE, 443, tcp, true},
+		{"restore drill resolves names", drill, coreDNS, 53, udp, true},
+		{"restore drill does not reach vault", drill, vault, 8200, tcp, false},
+		{"restore drill not to kube api", drill, apiServer, 443, tcp, false},
+		{"restore drill not to the internet", drill, internet, 443, tcp, false},
+		{"nothing reaches the restore drill", app, drill, 8200, tcp, false},
 		{"vault not to the internet", vault, internet, 443, tcp, false},
 		{"monitoring scrapes vault", prometheus, vault, 8200, tcp, true},
 		{"monitoring scrapes eso", prometheus, controller, 8080, tcp, true},
@@ -612,7 +621,7 @@ func TestBaselineAndOptionalPolicies(t *testing.T) {
 		args := productionArgs("dev")
 		args.PodSecurityLevel, args.PodSecurityVersion = "baseline", "latest"
 		args.Network.SnapshotPodLabels, args.AWSCIDRs, args.Network.MonitoringNamespace = nil, nil, ""
-		args.Network.BootstrapPodLabels = nil
+		args.Network.BootstrapPodLabels, args.Network.RestoreDrillPodLabels = nil, nil
 		args.ExtraAllows = nil
 		_, err := guardrails.NewNamespaceGuardrails(ctx, "dev", args)
 		return err
@@ -624,7 +633,7 @@ func TestBaselineAndOptionalPolicies(t *testing.T) {
 	}
 	pols := policies(t, mon)
 	for name := range pols {
-		for _, absent := range []string{"snapshot", "bootstrap", "aws", "monitoring"} {
+		for _, absent := range []string{"snapshot", "bootstrap", "drill", "aws", "monitoring"} {
 			if strings.Contains(name, absent) {
 				t.Errorf("policy %s exists though its %s input is empty", name, absent)
 			}

@@ -61,6 +61,10 @@ type NetworkArgs struct {
 	// BootstrapPodLabels select the pods of the VaultBootstrap Job, which
 	// call every voter and AWS (KMS, S3); empty means there is no bootstrap.
 	BootstrapPodLabels map[string]string
+	// RestoreDrillPodLabels select the pods of the restore drill, which
+	// reach S3, KMS and STS and nothing else; empty means there is no drill
+	// and no policy for it.
+	RestoreDrillPodLabels map[string]string
 	// KubeAPICIDRs are the API server endpoint addresses (required).
 	KubeAPICIDRs []string
 	// KubeAPIPort is the API server endpoints' port; 0 means 443.
@@ -193,6 +197,12 @@ func networkPolicies(name string, n NetworkArgs, c Config) ([]policy, error) {
 		}
 		if len(n.BootstrapPodLabels) > 0 {
 			ps = append(ps, egressPolicy(name+"-bootstrap-aws-egress", n.BootstrapPodLabels, cidrPeers(c.AWSCIDRs), tcp(awsAPIPort)))
+		}
+		// The drill: S3 (the download), KMS and STS (its throwaway Vault's
+		// seal). No flow to Vault or the API server: it talks to its own
+		// Vault on loopback.
+		if len(n.RestoreDrillPodLabels) > 0 {
+			ps = append(ps, egressPolicy(name+"-restore-drill-aws-egress", n.RestoreDrillPodLabels, cidrPeers(c.AWSCIDRs), tcp(awsAPIPort)))
 		}
 	}
 	if n.MonitoringNamespace != "" {

@@ -20,6 +20,12 @@ type Config struct {
 	// AccountID is the AWS account that owns the key; its IAM policies decide
 	// who administers it (required). Default: none.
 	AccountID string `json:"accountId"`
+	// KeyARN makes the seal use an existing key instead of creating one: in
+	// a stack standing up the platform in the DR region, the replica of the
+	// primary stack's unseal key (docs/runbooks/disaster-recovery.md); its
+	// key policy, not this program, must grant the new Vault role. Default:
+	// "" (a multi-region key is created).
+	KeyARN string `json:"keyArn,omitempty"`
 	// Tags are added to the key and the role. Default: none.
 	Tags map[string]string `json:"tags,omitempty"`
 }
@@ -29,7 +35,10 @@ func DefaultConfig() Config {
 	return Config{DeletionWindowDays: 30}
 }
 
-var accountPattern = regexp.MustCompile(`^[0-9]{12}$`)
+var (
+	accountPattern = regexp.MustCompile(`^[0-9]{12}$`)
+	keyARNPattern  = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/(mrk-)?[0-9a-f-]+$`)
+)
 
 // Validate reports every invalid setting, keyed by its config path under
 // path (for example "unseal").
@@ -41,6 +50,12 @@ func (c Config) Validate(path string) []validate.Problem {
 	}
 	if c.DeletionWindowDays < 7 || c.DeletionWindowDays > 30 {
 		p.Addf(key("deletionWindowDays"), "%d is outside 7..30, the window AWS KMS allows", c.DeletionWindowDays)
+	}
+	if c.KeyARN != "" && !keyARNPattern.MatchString(c.KeyARN) {
+		p.Addf(key("keyArn"), "%q is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>); leave it empty to create the key", c.KeyARN)
+	}
+	if c.KeyARN != "" && c.AliasName != "" {
+		p.Addf(key("aliasName"), "%q names an alias to create, but %s uses an existing key, which keeps its own aliases", c.AliasName, key("keyArn"))
 	}
 	if !accountPattern.MatchString(c.AccountID) {
 		p.Addf(key("accountId"), "%q is not a 12-digit AWS account ID; its administrators keep managing the key", c.AccountID)

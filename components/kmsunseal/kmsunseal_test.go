@@ -78,6 +78,9 @@ func TestKeyIsSymmetricRotatedAndProtected(t *testing.T) {
 	if in["deletionWindowInDays"] != float64(30) {
 		t.Errorf("deletionWindowInDays = %v, want the default 30", in["deletionWindowInDays"])
 	}
+	if in["multiRegion"] != true {
+		t.Errorf("multiRegion = %v, want true: a replica in the DR region must open what this key wrapped", in["multiRegion"])
+	}
 	if in["customerMasterKeySpec"] != "SYMMETRIC_DEFAULT" || in["keyUsage"] != "ENCRYPT_DECRYPT" {
 		t.Errorf("key spec/usage = %v/%v, want SYMMETRIC_DEFAULT/ENCRYPT_DECRYPT", in["customerMasterKeySpec"], in["keyUsage"])
 	}

@@ -22,6 +22,8 @@ const (
 	// ESO's metrics it could never fire.
 	AlertExternalSecretsMetricsMissing = "ExternalSecretsMetricsMissing"
 	AlertNamespaceQuotaNearlyFull      = "NamespaceQuotaNearlyFull"
+	AlertVaultRestoreDrillFailed       = "VaultRestoreDrillFailed"
+	AlertVaultRestoreDrillMissing      = "VaultRestoreDrillMissing"
 )
 
 // Thresholds: the issue's 14 days of certificate and 90% of quota.
@@ -74,7 +76,7 @@ func ruleGroups(s scope) []ruleGroup {
 	vault := s.vaultSel()
 	interval := s.SnapshotInterval
 	activePod := fmt.Sprintf(`on(pod) (vault_core_active{%s} == 1)`, vault)
-	return []ruleGroup{
+	groups := []ruleGroup{
 		{Name: "vault", Rules: []rule{
 			{
 				Alert:  AlertVaultSealed,
@@ -211,30 +213,69 @@ func ruleGroups(s scope) []ruleGroup {
 			},
 		}},
 	}
+	if s.DrillCronJob != "" {
+		groups = append(groups, ruleGroup{Name: "disaster-recovery", Rules: drillRules(s)})
+	}
+	return groups
 }
 
-// snapshotTooOld fires when the last success is older than twice the
+// drillRules watch the restore drill as the snapshot alerts watch the
+// snapshots: a failed run, and no success for twice the schedule.
+func drillRules(s scope) []rule {
+	limit := 2 * s.DrillInterval
+	return []rule{
+		{
+			Alert:  AlertVaultRestoreDrillFailed,
+			Expr:   jobFailed(s, s.DrillCronJob),
+			Labels: labels(severityCritical),
+			Annotations: annotations(s, runbookBackup, "the-restore-drill-failed",
+				"Vault restore drill {{ $labels.job_name }} failed",
+				"Job {{ $labels.job_name }} of CronJob "+s.DrillCronJob+" could not restore the latest snapshot into a throwaway Vault "+
+					"(its log names the step), and no drill has passed since it started: the backups may not restore."),
+		},
+		{
+			Alert:  AlertVaultRestoreDrillMissing,
+			Expr:   cronJobTooOld(s, s.DrillCronJob, limit),
+			For:    "15m",
+			Labels: labels(severityWarning),
+			Annotations: annotations(s, runbookBackup, "no-restore-drill-has-passed-recently",
+				"No Vault restore drill has passed for more than "+humanDuration(limit),
+				fmt.Sprintf("CronJob %s/%s has not completed a restore drill for more than %s, twice its schedule's interval "+
+					"(or never, and it was created longer ago than that). Nobody knows whether the latest snapshots restore.",
+					s.Namespace, s.DrillCronJob, humanDuration(limit))),
+		},
+	}
+}
+
+// snapshotTooOld fires when the last snapshot is older than twice the
 // interval, or when there has never been one and the CronJob is older than
 // that.
-func snapshotTooOld(s scope) string {
-	limit := int64(2 * s.SnapshotInterval / time.Second)
-	cj := s.cronJobSel()
+func snapshotTooOld(s scope) string { return cronJobTooOld(s, s.CronJob, 2*s.SnapshotInterval) }
+
+// cronJobTooOld fires when the CronJob's last success is older than limit,
+// or when there has never been one and the CronJob is older than limit.
+func cronJobTooOld(s scope, cronJob string, limit time.Duration) string {
+	seconds := int64(limit / time.Second)
+	cj := s.cronJobSelOf(cronJob)
 	return fmt.Sprintf(`time() - max by (namespace, cronjob) (kube_cronjob_status_last_successful_time{%s}) > %d`+
 		` or (absent(kube_cronjob_status_last_successful_time{%s}) and on() (time() - max(kube_cronjob_created{%s})) > %d)`,
-		cj, limit, cj, cj, limit)
+		cj, seconds, cj, cj, seconds)
 }
 
-// snapshotJobFailed: a Job of the CronJob that has the Failed condition
-// (its backoffLimit spent) and started after the last success. Failed Jobs
-// stay in the history (failedJobsHistoryLimit) after later runs succeed;
-// those no longer fire.
-func snapshotJobFailed(s scope) string {
+// snapshotJobFailed: a snapshot Job that failed after the last success.
+func snapshotJobFailed(s scope) string { return jobFailed(s, s.CronJob) }
+
+// jobFailed: a Job of the CronJob that has the Failed condition (its
+// backoffLimit spent) and started after the CronJob's last success. Failed
+// Jobs stay in the history (failedJobsHistoryLimit) after later runs
+// succeed; those no longer fire.
+func jobFailed(s scope, cronJob string) string {
 	ns := s.nsSel()
 	return fmt.Sprintf(`max by (namespace, job_name) (kube_job_failed{%s,condition="true"} == 1)`+
 		` and on(namespace, job_name) max by (namespace, job_name) (kube_job_owner{%s,owner_kind="CronJob",owner_name=%q})`+
 		` unless on(namespace, job_name) (max by (namespace, job_name) (kube_job_status_start_time{%s})`+
 		` < on(namespace) group_left() max by (namespace) (kube_cronjob_status_last_successful_time{%s}))`,
-		ns, ns, s.CronJob, ns, s.cronJobSel())
+		ns, ns, cronJob, ns, s.cronJobSelOf(cronJob))
 }
 
 // bootstrapFailed: a bootstrap Job (<BootstrapJob>-<10 hex>, one per

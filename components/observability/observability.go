@@ -105,6 +105,15 @@ type ObservabilityArgs struct {
 	// required). An alert fires when the last successful snapshot is older
 	// than twice this.
 	SnapshotIntervalSeconds int
+	// RestoreDrillCronJobName is the restore drill CronJob's metadata.name
+	// (BackupBucket's RestoreDrillCronJobName); nil means there is no drill
+	// and no alert about it.
+	RestoreDrillCronJobName pulumi.StringInput
+	// RestoreDrillIntervalSeconds is the longest gap between two scheduled
+	// drills (ScheduleIntervalSeconds of its schedule; required with
+	// RestoreDrillCronJobName). An alert fires when the last successful
+	// drill is older than twice this.
+	RestoreDrillIntervalSeconds int
 	// RunbookBaseURL is where docs/runbooks is browsed; "" means
 	// DefaultRunbookBaseURL.
 	RunbookBaseURL string
@@ -151,7 +160,10 @@ type scope struct {
 	CronJob          string
 	BootstrapJob     string
 	SnapshotInterval time.Duration
-	RunbookBaseURL   string
+	// DrillCronJob is the restore drill's CronJob; "" without a drill.
+	DrillCronJob   string
+	DrillInterval  time.Duration
+	RunbookBaseURL string
 	// ProbeJob is the job label of the probe's metrics (the Probe's
 	// jobName).
 	ProbeJob string
@@ -180,8 +192,11 @@ func (s scope) probeSel() string {
 func (s scope) nsSel() string { return fmt.Sprintf(`namespace=%q`, s.Namespace) }
 
 // cronJobSel selects kube-state-metrics series of the snapshot CronJob.
-func (s scope) cronJobSel() string {
-	return fmt.Sprintf(`namespace=%q,cronjob=%q`, s.Namespace, s.CronJob)
+func (s scope) cronJobSel() string { return s.cronJobSelOf(s.CronJob) }
+
+// cronJobSelOf selects kube-state-metrics series of the CronJob name.
+func (s scope) cronJobSelOf(name string) string {
+	return fmt.Sprintf(`namespace=%q,cronjob=%q`, s.Namespace, name)
 }
 
 // serverName is a name in Vault's certificate (HardenedVault's service
@@ -219,9 +234,15 @@ func NewObservability(ctx *pulumi.Context, name string, args *ObservabilityArgs,
 	parent := pulumi.Parent(comp)
 
 	ns := a.Namespace.ToStringOutput()
-	scopeOut := pulumi.All(ns, a.VaultCASecretName, a.SnapshotCronJobName).ApplyT(func(v []any) scope {
+	drill := a.RestoreDrillCronJobName
+	if drill == nil {
+		drill = pulumi.String("")
+	}
+	scopeOut := pulumi.All(ns, a.VaultCASecretName, a.SnapshotCronJobName, drill).ApplyT(func(v []any) scope {
 		namespace := v[0].(string)
 		return scope{
+			DrillCronJob:     v[3].(string),
+			DrillInterval:    time.Duration(a.RestoreDrillIntervalSeconds) * time.Second,
 			Namespace:        namespace,
 			VaultRelease:     a.VaultRelease,
 			VaultReplicas:    a.VaultReplicas,
@@ -345,6 +366,8 @@ func withDefaults(name string, args *ObservabilityArgs) (ObservabilityArgs, erro
 		return a, errors.New("observability: BootstrapJob is required")
 	case a.SnapshotIntervalSeconds <= 0:
 		return a, fmt.Errorf("observability: SnapshotIntervalSeconds is %d; give the snapshot schedule's interval (ScheduleIntervalSeconds)", a.SnapshotIntervalSeconds)
+	case a.RestoreDrillCronJobName != nil && a.RestoreDrillIntervalSeconds <= 0:
+		return a, fmt.Errorf("observability: RestoreDrillIntervalSeconds is %d; give the drill schedule's interval (ScheduleIntervalSeconds)", a.RestoreDrillIntervalSeconds)
 	case a.VaultReplicas < 0:
 		return a, fmt.Errorf("observability: VaultReplicas %d is negative", a.VaultReplicas)
 	}

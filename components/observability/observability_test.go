@@ -37,7 +37,10 @@ const (
 	namespace = "production"
 	cronJob   = "vault-backup-snapshot"
 	// The seed's schedule, "0 */6 * * *".
-	sixHours = 6 * 3600
+	sixHours     = 6 * 3600
+	drillCronJob = "vault-backup-restore-drill"
+	// The drill's default schedule, "0 3 * * 0".
+	oneWeek = 7 * 86400
 )
 
 // newArgs are the production stack's values: the vault release "vault"
@@ -51,6 +54,9 @@ func newArgs() *observability.ObservabilityArgs {
 		SnapshotCronJobName:     pulumi.String(cronJob),
 		BootstrapJob:            "vault-bootstrap",
 		SnapshotIntervalSeconds: sixHours,
+		// The drill's default schedule, weekly.
+		RestoreDrillCronJobName:     pulumi.String(drillCronJob),
+		RestoreDrillIntervalSeconds: oneWeek,
 	}
 }
 
@@ -231,6 +237,10 @@ var requiredAlerts = []struct {
 	{observability.AlertVaultSnapshotJobFailed, []string{`kube_job_failed{namespace="production",condition="true"}`, `owner_kind="CronJob",owner_name="vault-backup-snapshot"`}},
 	// A bootstrap Job failed: the Failed condition on a Job of its revisions.
 	{observability.AlertVaultBootstrapFailed, []string{`kube_job_failed{namespace="production",condition="true",job_name=~"vault-bootstrap-[0-9a-f]{10}"}`}},
+	// A restore drill failed: the drill CronJob's Jobs, as for snapshots.
+	{observability.AlertVaultRestoreDrillFailed, []string{`kube_job_failed{namespace="production",condition="true"}`, `owner_kind="CronJob",owner_name="vault-backup-restore-drill"`}},
+	// No drill has passed for twice the weekly schedule: 1209600 s.
+	{observability.AlertVaultRestoreDrillMissing, []string{`kube_cronjob_status_last_successful_time{namespace="production",cronjob="vault-backup-restore-drill"}`, "> 1209600", `kube_cronjob_created{namespace="production",cronjob="vault-backup-restore-drill"}`}},
 	// An ExternalSecret is not synced.
 	{observability.AlertExternalSecretNotSynced, []string{`externalsecret_status_condition{namespace="production",condition="Ready",status="False"}`, "== 1"}},
 	// ESO's metrics are missing: the alert above would stay silent.
@@ -285,6 +295,15 @@ func TestAlertThresholdsFollowTheArgs(t *testing.T) {
 	}
 	if e := rules[observability.AlertVaultSnapshotTooOld].Expr; !strings.Contains(e, "> 7200") {
 		t.Errorf("hourly snapshots, but the age alert does not fire past two hours: %s", e)
+	}
+	if e := rules[observability.AlertVaultRestoreDrillMissing].Expr; !strings.Contains(e, "> 1209600") || strings.Contains(e, "> 7200") {
+		t.Errorf("the drill's age alert follows the snapshot interval, not its own weekly one: %s", e)
+	}
+	args.RestoreDrillCronJobName = nil
+	for name := range rulesOf(t, build(t, "observability", args)) {
+		if strings.Contains(name, "RestoreDrill") {
+			t.Errorf("alert %s exists without a drill", name)
+		}
 	}
 	if u := rules[observability.AlertVaultSealed].Annotations["runbook_url"]; u != "https://runbooks.example.com/secrets/unseal-and-restarts.md#a-pod-stays-sealed" {
 		t.Errorf("runbook_url = %q", u)
@@ -711,13 +730,14 @@ func TestMissingArgsFailClearly(t *testing.T) {
 		args *observability.ObservabilityArgs
 		want string
 	}{
-		"nil args":       {nil, "args are required"},
-		"no namespace":   {with(func(a *observability.ObservabilityArgs) { a.Namespace = nil }), "Namespace"},
-		"no release":     {with(func(a *observability.ObservabilityArgs) { a.VaultRelease = "" }), "VaultRelease"},
-		"no CA secret":   {with(func(a *observability.ObservabilityArgs) { a.VaultCASecretName = nil }), "VaultCASecretName"},
-		"no CronJob":     {with(func(a *observability.ObservabilityArgs) { a.SnapshotCronJobName = nil }), "SnapshotCronJobName"},
-		"no interval":    {with(func(a *observability.ObservabilityArgs) { a.SnapshotIntervalSeconds = 0 }), "SnapshotIntervalSeconds"},
-		"negative votes": {with(func(a *observability.ObservabilityArgs) { a.VaultReplicas = -1 }), "VaultReplicas"},
+		"nil args":          {nil, "args are required"},
+		"no namespace":      {with(func(a *observability.ObservabilityArgs) { a.Namespace = nil }), "Namespace"},
+		"no release":        {with(func(a *observability.ObservabilityArgs) { a.VaultRelease = "" }), "VaultRelease"},
+		"no CA secret":      {with(func(a *observability.ObservabilityArgs) { a.VaultCASecretName = nil }), "VaultCASecretName"},
+		"no CronJob":        {with(func(a *observability.ObservabilityArgs) { a.SnapshotCronJobName = nil }), "SnapshotCronJobName"},
+		"no drill interval": {with(func(a *observability.ObservabilityArgs) { a.RestoreDrillIntervalSeconds = 0 }), "RestoreDrillIntervalSeconds is 0"},
+		"no interval":       {with(func(a *observability.ObservabilityArgs) { a.SnapshotIntervalSeconds = 0 }), "SnapshotIntervalSeconds"},
+		"negative votes":    {with(func(a *observability.ObservabilityArgs) { a.VaultReplicas = -1 }), "VaultReplicas"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

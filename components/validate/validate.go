@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -131,6 +132,13 @@ func (p *Problems) ChartVersion(path, value string) {
 		p.Addf(path, "%q is not a semantic version such as 1.2.3; pin the chart exactly", value)
 	}
 }
+
+// regionPattern is the shape of an AWS region name: eu-west-1,
+// us-gov-west-1, cn-north-1; always lowercase.
+var regionPattern = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$`)
+
+// IsRegion says whether value has the shape of an AWS region name.
+func IsRegion(value string) bool { return regionPattern.MatchString(value) }
 
 // PinnedImage requires an image reference with a version tag.
 func (p *Problems) PinnedImage(path, value string) {

@@ -82,7 +82,7 @@ func (m *Monitor) mockOutputs(typeToken, name, id string, inputs resource.Proper
 		arn := mockARN(typeToken, name, id, inputs)
 		set("arn", arn)
 		switch typeToken {
-		case "aws:kms/key:Key":
+		case "aws:kms/key:Key", "aws:kms/replicaKey:ReplicaKey":
 			set("keyId", id)
 		case "aws:s3/bucketV2:BucketV2", "aws:s3/bucket:Bucket":
 			set("bucket", id)
@@ -114,7 +114,7 @@ func mockARN(typeToken, name, id string, inputs resource.PropertyMap) string {
 		return "arn:aws:iam::" + MockAccountID + ":role/" + name
 	case "aws:iam/policy:Policy":
 		return "arn:aws:iam::" + MockAccountID + ":policy/" + name
-	case "aws:kms/key:Key":
+	case "aws:kms/key:Key", "aws:kms/replicaKey:ReplicaKey":
 		return "arn:aws:kms:" + MockRegion + ":" + MockAccountID + ":key/" + id
 	case "aws:kms/alias:Alias":
 		return "arn:aws:kms:" + MockRegion + ":" + MockAccountID + ":" + plainString(inputs, "name")

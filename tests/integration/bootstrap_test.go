@@ -20,6 +20,7 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 
+	"github.com/secrets-platform/secrets-platform/components/backup"
 	"github.com/secrets-platform/secrets-platform/components/bootstrap"
 )
 
@@ -262,8 +263,8 @@ func TestBootstrapInitialisesConfiguresAndGates(t *testing.T) {
 	uploaded, _ := os.ReadFile(filepath.Join(b.record, "uploaded"))
 	to, _ := os.ReadFile(filepath.Join(b.record, "uploaded-to"))
 	calls, _ := os.ReadFile(filepath.Join(b.record, "calls"))
-	if !strings.HasPrefix(string(to), "s3://") || !strings.Contains(string(to), "/"+bootstrap.InitPrefix+"/") {
-		t.Errorf("the init object went to %q; want the bucket's %s/ prefix", to, bootstrap.InitPrefix)
+	if !strings.HasPrefix(string(to), "s3://") || !strings.Contains(string(to), "/"+backup.InitPrefix+"/") {
+		t.Errorf("the init object went to %q; want the bucket's %s/ prefix", to, backup.InitPrefix)
 	}
 	if len(uploaded) == 0 {
 		t.Error("nothing was uploaded")

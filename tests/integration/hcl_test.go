@@ -4,6 +4,7 @@ package integration
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -86,9 +87,20 @@ func nodeConfig(config []byte, root string, self *node, voters []*node, seal tra
 		join.Body().SetAttributeValue("leader_api_addr", cty.StringVal("https://"+hostPort(loopbackIP, voters[j].apiPort)))
 	}
 
+	if err := useTransitSeal(body, seal); err != nil {
+		return nil, err
+	}
+	for _, b := range blocksOf(body, "service_registration", "kubernetes") {
+		body.RemoveBlock(b)
+	}
+	return f.Bytes(), nil
+}
+
+// useTransitSeal replaces the one awskms seal of body by the transit seal.
+func useTransitSeal(body *hclwrite.Body, seal transitSeal) error {
 	awskms, err := onlyBlock(body, "seal", "awskms")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	body.RemoveBlock(awskms)
 	transit := body.AppendNewBlock("seal", []string{"transit"}).Body()
@@ -98,9 +110,39 @@ func nodeConfig(config []byte, root string, self *node, voters []*node, seal tra
 	transit.SetAttributeValue("key_name", cty.StringVal(seal.key))
 	// The dev server's root token has no TTL to renew.
 	transit.SetAttributeValue("disable_renewal", cty.StringVal("true"))
+	return nil
+}
 
-	for _, b := range blocksOf(body, "service_registration", "kubernetes") {
-		body.RemoveBlock(b)
+// drillConfig rewrites the restore drill's rendered HCL for a run under
+// root: its paths move under root, its loopback listener to free ports (it
+// must be on loopback already), and the awskms seal becomes the transit
+// seal of the cluster whose snapshot it restores.
+func drillConfig(config []byte, root string, apiPort, clusterPort int, seal transitSeal) ([]byte, error) {
+	f, diags := hclwrite.ParseConfig(config, "vault.hcl", hcl.InitialPos)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	body := f.Body()
+	rebasePaths(body, root)
+	listener, err := onlyBlock(body, "listener", "tcp")
+	if err != nil {
+		return nil, err
+	}
+	for _, attr := range []string{"address", "cluster_address"} {
+		addr, err := attrString(listener.Body(), attr)
+		if err != nil {
+			return nil, err
+		}
+		if host, _, err := net.SplitHostPort(addr); err != nil || host != loopbackIP {
+			return nil, fmt.Errorf("the drill's listener %s is %q, not on loopback", attr, addr)
+		}
+	}
+	listener.Body().SetAttributeValue("address", cty.StringVal(hostPort(loopbackIP, apiPort)))
+	listener.Body().SetAttributeValue("cluster_address", cty.StringVal(hostPort(loopbackIP, clusterPort)))
+	body.SetAttributeValue("api_addr", cty.StringVal("http://"+hostPort(loopbackIP, apiPort)))
+	body.SetAttributeValue("cluster_addr", cty.StringVal("https://"+hostPort(loopbackIP, clusterPort)))
+	if err := useTransitSeal(body, seal); err != nil {
+		return nil, err
 	}
 	return f.Bytes(), nil
 }

@@ -13,6 +13,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/secrets-platform/secrets-platform/components/backup"
 	"github.com/secrets-platform/secrets-platform/internal/recorder"
 	"github.com/secrets-platform/secrets-platform/stacks"
 	"github.com/secrets-platform/secrets-platform/tests"
@@ -49,6 +50,8 @@ type rendered struct {
 	// cert is the server certificate the listener serves.
 	cert *x509.Certificate
 	job  snapshotJob
+	// drill is the restore drill's pod.
+	drill restoreDrill
 	// reloader is the TLS reloader sidecar of the Vault pods.
 	reloader reloaderSidecar
 	// readiness and liveness are the probes' HTTP paths on the API port.
@@ -162,6 +165,7 @@ func renderWith(t *testing.T, overrides map[string]any) *rendered {
 
 	r.job = snapshotJobOf(t, mon)
 	r.bootstrap = bootstrapJobOf(t, mon)
+	r.drill = restoreDrillOf(t, mon)
 	r.reloader = reloaderOf(t, mon, r.namespace, values, volumes)
 	return r
 }
@@ -277,25 +281,28 @@ func (j snapshotJob) env(t *testing.T, name string) string {
 // runs `vault operator raft snapshot save`.
 func snapshotJobOf(t *testing.T, mon *recorder.Monitor) snapshotJob {
 	t.Helper()
-	recorded := mon.ByType(cronJobType)
-	if len(recorded) != 1 {
-		t.Fatalf("%d CronJobs registered; want the snapshot job", len(recorded))
-	}
-	var cj batchv1.CronJob
-	tests.Decode(t, recorded[0].Inputs, &cj)
-	pod := cj.Spec.JobTemplate.Spec.Template.Spec
-	j := snapshotJob{namespace: cj.Namespace, serviceAccount: pod.ServiceAccountName}
-
+	var j snapshotJob
+	var pod corev1.PodSpec
 	var others []corev1.Container
-	for _, c := range append(append([]corev1.Container{}, pod.InitContainers...), pod.Containers...) {
-		if len(c.Command) == 3 && strings.Contains(c.Command[2], "raft snapshot save") {
-			j.container = c
-		} else {
-			others = append(others, c)
+	for _, recorded := range mon.ByType(cronJobType) {
+		var cj batchv1.CronJob
+		tests.Decode(t, recorded.Inputs, &cj)
+		spec := cj.Spec.JobTemplate.Spec.Template.Spec
+		containers := append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...)
+		i := slices.IndexFunc(containers, func(c corev1.Container) bool {
+			return len(c.Command) == 3 && strings.Contains(c.Command[2], "raft snapshot save")
+		})
+		if i < 0 {
+			continue
 		}
+		if j.container.Name != "" {
+			t.Fatal("two CronJobs run `vault operator raft snapshot save`")
+		}
+		j = snapshotJob{namespace: cj.Namespace, serviceAccount: spec.ServiceAccountName, container: containers[i]}
+		pod, others = spec, slices.Delete(containers, i, i+1)
 	}
 	if j.container.Name == "" {
-		t.Fatal("no container of the snapshot CronJob runs `vault operator raft snapshot save`")
+		t.Fatal("no container of a CronJob runs `vault operator raft snapshot save`")
 	}
 	if c := j.container.Command; c[0] != "/bin/sh" || c[1] != "-c" {
 		t.Fatalf("the save container runs %q; the test runs it as /bin/sh -c", c[:2])
@@ -398,4 +405,84 @@ func bootstrapJobOf(t *testing.T, mon *recorder.Monitor) bootstrapJob {
 		t.Fatalf("the bootstrap Job mounts no registered ConfigMap")
 	}
 	return b
+}
+
+// restoreDrill is the restore drill's pod: its download step and its
+// restore step, each with the script it runs, read from the ConfigMap its
+// command names, and the throwaway Vault's HCL.
+type restoreDrill struct {
+	fetch, restore             corev1.Container
+	fetchScript, restoreScript string
+	// config is the HCL that DRILL_CONFIG names, from the same ConfigMap.
+	config []byte
+}
+
+// restoreDrillOf finds the CronJob whose main container runs
+// backup.RestoreDrillKey, and reads its scripts and HCL from the recorded
+// ConfigMap its volume mounts.
+func restoreDrillOf(t *testing.T, mon *recorder.Monitor) restoreDrill {
+	t.Helper()
+	for _, recorded := range mon.ByType(cronJobType) {
+		var cj batchv1.CronJob
+		tests.Decode(t, recorded.Inputs, &cj)
+		spec := cj.Spec.JobTemplate.Spec.Template.Spec
+		if len(spec.Containers) != 1 || len(spec.InitContainers) != 1 || !strings.HasSuffix(strings.Join(spec.Containers[0].Command, " "), "/"+backup.RestoreDrillKey) {
+			continue
+		}
+		d := restoreDrill{fetch: spec.InitContainers[0], restore: spec.Containers[0]}
+		files := configMapFiles(t, mon, cj.Namespace, spec)
+		var ok bool
+		if d.fetchScript, ok = files[d.fetch.Command[1]]; !ok {
+			t.Fatalf("the download step runs %s, which no mounted ConfigMap holds", d.fetch.Command[1])
+		}
+		if d.restoreScript, ok = files[d.restore.Command[1]]; !ok {
+			t.Fatalf("the restore step runs %s, which no mounted ConfigMap holds", d.restore.Command[1])
+		}
+		config, ok := files[containerEnv(d.restore, "DRILL_CONFIG")]
+		if !ok {
+			t.Fatalf("DRILL_CONFIG %s is no mounted ConfigMap file", containerEnv(d.restore, "DRILL_CONFIG"))
+		}
+		d.config = []byte(config)
+		return d
+	}
+	t.Fatal("no CronJob runs the restore drill")
+	return restoreDrill{}
+}
+
+// configMapFiles are the files the pod's ConfigMap volumes put at the
+// mount paths of its containers, from the recorded ConfigMaps.
+func configMapFiles(t *testing.T, mon *recorder.Monitor, namespace string, spec corev1.PodSpec) map[string]string {
+	t.Helper()
+	data := map[string]map[string]string{}
+	for _, r := range mon.ByType(configMapType) {
+		var cm corev1.ConfigMap
+		tests.Decode(t, r.Inputs, &cm)
+		if cm.Namespace == namespace {
+			data[cm.Name] = cm.Data
+		}
+	}
+	files := map[string]string{}
+	for _, c := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
+		for _, m := range c.VolumeMounts {
+			for _, v := range spec.Volumes {
+				if v.Name != m.Name || v.ConfigMap == nil {
+					continue
+				}
+				for key, value := range data[v.ConfigMap.Name] {
+					files[m.MountPath+"/"+key] = value
+				}
+			}
+		}
+	}
+	return files
+}
+
+// containerEnv is c's value of the environment variable name, "" if unset.
+func containerEnv(c corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
 }
