@@ -88,18 +88,10 @@ func (b *build) newSnapshotJob(to jobTargets) (*batchv1.CronJob, error) {
 	a := b.args
 	labels := pulumi.ToStringMap(PodLabels(b.name))
 
-	sa, err := corev1.NewServiceAccount(b.ctx, b.name+"-job", &corev1.ServiceAccountArgs{
-		Metadata: &metav1.ObjectMetaArgs{
-			Name:        pulumi.String(a.ServiceAccount),
-			Namespace:   a.Namespace,
-			Labels:      labels,
-			Annotations: pulumi.StringMap{"eks.amazonaws.com/role-arn": to.roleARN},
-		},
-		// The pod mounts a token of its own, in the Vault container only.
-		AutomountServiceAccountToken: pulumi.Bool(false),
-	}, b.parent)
+	// The pod mounts a Vault token of its own, in the Vault container only.
+	sa, err := kube.NewIRSAServiceAccount(b.ctx, b.name+"-job", pulumi.String(a.ServiceAccount), a.Namespace, labels, to.roleARN, b.parent)
 	if err != nil {
-		return nil, fmt.Errorf("creating snapshot service account: %w", err)
+		return nil, err
 	}
 
 	save, upload := b.containers(to)

@@ -121,18 +121,9 @@ func (b *build) newRestoreDrill(bucket *s3.BucketV2, keyARN pulumi.StringOutput)
 	}
 
 	labels := pulumi.ToStringMap(DrillPodLabels(b.name))
-	sa, err := corev1.NewServiceAccount(b.ctx, b.name+"-restore-drill", &corev1.ServiceAccountArgs{
-		Metadata: &metav1.ObjectMetaArgs{
-			Name:        pulumi.String(a.Drill.ServiceAccount),
-			Namespace:   a.Namespace,
-			Labels:      labels,
-			Annotations: pulumi.StringMap{"eks.amazonaws.com/role-arn": d.RoleARN},
-		},
-		// Only the AWS web identity token, which the EKS webhook projects.
-		AutomountServiceAccountToken: pulumi.Bool(false),
-	}, b.parent)
+	sa, err := kube.NewIRSAServiceAccount(b.ctx, b.name+"-restore-drill", pulumi.String(a.Drill.ServiceAccount), a.Namespace, labels, d.RoleARN, b.parent)
 	if err != nil {
-		return nil, fmt.Errorf("creating restore drill service account: %w", err)
+		return nil, err
 	}
 
 	config := pulumi.All(d.SealRegion, d.SealKMSKeyID).ApplyT(func(v []any) (string, error) {

@@ -246,17 +246,9 @@ func (b *build) newJob(p plan, roleARN, recoveryKey pulumi.StringOutput) (*batch
 	labels := pulumi.ToStringMap(a.PodLabels)
 	revision := b.name + "-" + p.hash()
 
-	sa, err := corev1.NewServiceAccount(b.ctx, b.name, &corev1.ServiceAccountArgs{
-		Metadata: &metav1.ObjectMetaArgs{
-			Name:        pulumi.String(a.ServiceAccount),
-			Namespace:   pulumi.String(a.Namespace),
-			Labels:      labels,
-			Annotations: pulumi.StringMap{"eks.amazonaws.com/role-arn": roleARN},
-		},
-		AutomountServiceAccountToken: pulumi.Bool(false),
-	}, b.parent)
+	sa, err := kube.NewIRSAServiceAccount(b.ctx, b.name, pulumi.String(a.ServiceAccount), pulumi.String(a.Namespace), labels, roleARN, b.parent)
 	if err != nil {
-		return nil, fmt.Errorf("creating bootstrap service account: %w", err)
+		return nil, err
 	}
 	cm, err := corev1.NewConfigMap(b.ctx, b.name, &corev1.ConfigMapArgs{
 		Metadata:  &metav1.ObjectMetaArgs{Name: pulumi.String(revision), Namespace: pulumi.String(a.Namespace), Labels: labels},

@@ -1,7 +1,10 @@
 package kube
 
 import (
+	"fmt"
+
 	pcorev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -66,4 +69,24 @@ func capabilities(cs []corev1.Capability) pulumi.StringArrayInput {
 		out[i] = string(c)
 	}
 	return pulumi.ToStringArray(out)
+}
+
+// NewIRSAServiceAccount creates the service account name in namespace,
+// annotated with the IAM role its pods assume through IRSA (the EKS webhook
+// projects the web identity token), with no API token automounted: the
+// pods mount only the tokens they project themselves.
+func NewIRSAServiceAccount(ctx *pulumi.Context, resourceName string, name, namespace pulumi.StringInput, labels pulumi.StringMap, roleARN pulumi.StringInput, opts ...pulumi.ResourceOption) (*pcorev1.ServiceAccount, error) {
+	sa, err := pcorev1.NewServiceAccount(ctx, resourceName, &pcorev1.ServiceAccountArgs{
+		Metadata: &metav1.ObjectMetaArgs{
+			Name:        name,
+			Namespace:   namespace,
+			Labels:      labels,
+			Annotations: pulumi.StringMap{"eks.amazonaws.com/role-arn": roleARN},
+		},
+		AutomountServiceAccountToken: pulumi.Bool(false),
+	}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating service account %s: %w", resourceName, err)
+	}
+	return sa, nil
 }
