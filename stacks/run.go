@@ -94,7 +94,7 @@ func Compose(ctx *pulumi.Context, cfg *Config) (*Platform, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating backups: %w", err)
 	}
-	p.Bootstrap, err = bootstrap.NewVaultBootstrap(ctx, bootstrapName, bootstrapArgs(ctx, cfg, p.Vault, p.Backup), onBoth)
+	p.Bootstrap, err = bootstrap.NewVaultBootstrap(ctx, bootstrapName, bootstrapArgs(ctx, cfg, p.Vault, p.Backup, drProvider), onBoth)
 	if err != nil {
 		// Unblock the CronJob's registration; the error ends the run.
 		resolveBootstrapped(pulumi.ResourceArray{}.ToResourceArrayOutput())
@@ -127,24 +127,25 @@ func Compose(ctx *pulumi.Context, cfg *Config) (*Platform, error) {
 // Outputs are the stack outputs operators and the runbooks refer to.
 func (p *Platform) Outputs() map[string]pulumi.Output {
 	return map[string]pulumi.Output{
-		"namespace":           p.Guardrails.Namespace,
-		"vaultAddress":        p.Vault.Address,
-		"vaultCaCertPem":      p.Vault.CACertPEM,
-		"vaultTlsSecret":      p.Vault.TLSSecretName,
-		"vaultReleaseStatus":  p.Vault.ReleaseStatus,
-		"unsealKeyArn":        p.Unseal.KeyARN,
-		"unsealKeyAlias":      p.Unseal.AliasName,
-		"vaultRoleArn":        p.Unseal.RoleARN,
-		"backupBucket":        p.Backup.BucketName,
-		"snapshotCronJob":     p.Backup.CronJobName,
-		"replicaBucket":       p.Backup.ReplicaBucketName,
-		"replicaUnsealKeyArn": p.Unseal.ReplicaKeyARN,
-		"restoreDrillCronJob": p.Backup.RestoreDrillCronJobName,
-		"restoreDrillRoleArn": p.Unseal.RestoreDrillRoleARN,
-		"bootstrapJob":        p.Bootstrap.JobName,
-		"recoveryKeyArn":      p.Bootstrap.RecoveryKeyARN,
-		"secretStore":         p.ExternalSecrets.StoreName,
-		"externalSecrets":     p.ExternalSecrets.ExternalSecretNames,
+		"namespace":             p.Guardrails.Namespace,
+		"vaultAddress":          p.Vault.Address,
+		"vaultCaCertPem":        p.Vault.CACertPEM,
+		"vaultTlsSecret":        p.Vault.TLSSecretName,
+		"vaultReleaseStatus":    p.Vault.ReleaseStatus,
+		"unsealKeyArn":          p.Unseal.KeyARN,
+		"unsealKeyAlias":        p.Unseal.AliasName,
+		"vaultRoleArn":          p.Unseal.RoleARN,
+		"backupBucket":          p.Backup.BucketName,
+		"snapshotCronJob":       p.Backup.CronJobName,
+		"replicaBucket":         p.Backup.ReplicaBucketName,
+		"replicaUnsealKeyArn":   p.Unseal.ReplicaKeyARN,
+		"restoreDrillCronJob":   p.Backup.RestoreDrillCronJobName,
+		"restoreDrillRoleArn":   p.Unseal.RestoreDrillRoleARN,
+		"bootstrapJob":          p.Bootstrap.JobName,
+		"recoveryKeyArn":        p.Bootstrap.RecoveryKeyARN,
+		"recoveryReplicaKeyArn": p.Bootstrap.RecoveryReplicaKeyARN,
+		"secretStore":           p.ExternalSecrets.StoreName,
+		"externalSecrets":       p.ExternalSecrets.ExternalSecretNames,
 	}
 }
 

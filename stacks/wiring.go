@@ -144,12 +144,12 @@ func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, 
 	}
 }
 
-func bootstrapArgs(ctx *pulumi.Context, cfg *Config, v *vault.HardenedVault, b *backup.BackupBucket) *bootstrap.VaultBootstrapArgs {
+func bootstrapArgs(ctx *pulumi.Context, cfg *Config, v *vault.HardenedVault, b *backup.BackupBucket, drProvider *aws.Provider) *bootstrap.VaultBootstrapArgs {
 	voters := make([]bootstrap.Voter, cfg.Vault.Replicas)
 	for i := range voters {
 		voters[i] = bootstrap.Voter{Name: fmt.Sprintf("%s-%d", vaultRelease, i), Address: vault.PodAddress(vaultRelease, i)}
 	}
-	return &bootstrap.VaultBootstrapArgs{
+	args := &bootstrap.VaultBootstrapArgs{
 		Config:            cfg.Bootstrap,
 		Setup:             vaultSetup(cfg),
 		Namespace:         cfg.Namespace,
@@ -170,6 +170,12 @@ func bootstrapArgs(ctx *pulumi.Context, cfg *Config, v *vault.HardenedVault, b *
 		InitPrefix:        backup.InitPrefix,
 		Tags:              pulumi.ToStringMap(tags(ctx, nil)),
 	}
+	// The init object is replicated with the snapshots: its key too. (A
+	// nil *aws.Provider would be a non-nil ProviderResource.)
+	if drProvider != nil {
+		args.DRProvider = drProvider
+	}
+	return args
 }
 
 // vaultSetup is Vault's side of the clients the stack configures: ESO may

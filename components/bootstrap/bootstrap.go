@@ -98,6 +98,11 @@ type VaultBootstrapArgs struct {
 	InitPrefix string
 	// Tags are set on every AWS resource that takes tags.
 	Tags pulumi.StringMapInput
+	// DRProvider, an AWS provider for the DR region, replicates the recovery
+	// key there: the init object is replicated with the snapshots, and
+	// without the key it could not be opened once the region is lost. Nil
+	// replicates nothing.
+	DRProvider pulumi.ProviderResource
 }
 
 // VaultBootstrap is the bootstrap Job and what it needs.
@@ -112,6 +117,9 @@ type VaultBootstrap struct {
 	// RecoveryKeyARN is the key the init output is encrypted with; empty
 	// in PGP mode.
 	RecoveryKeyARN pulumi.StringOutput
+	// RecoveryReplicaKeyARN is its replica in the DR region; empty in PGP
+	// mode or without DRProvider.
+	RecoveryReplicaKeyARN pulumi.StringOutput
 	// RoleARN is the Job's IRSA role, which may only publish under init/.
 	RoleARN pulumi.StringOutput
 }
@@ -146,9 +154,9 @@ func NewVaultBootstrap(ctx *pulumi.Context, name string, args *VaultBootstrapArg
 	if err != nil {
 		return nil, err
 	}
-	recoveryKey := pulumi.String("").ToStringOutput()
+	recoveryKey, replicaKey := pulumi.String("").ToStringOutput(), pulumi.String("").ToStringOutput()
 	if !a.PGPMode() {
-		if recoveryKey, err = b.newRecoveryKey(role.Arn); err != nil {
+		if recoveryKey, replicaKey, err = b.newRecoveryKey(role.Arn); err != nil {
 			return nil, err
 		}
 	}
@@ -163,11 +171,13 @@ func NewVaultBootstrap(ctx *pulumi.Context, name string, args *VaultBootstrapArg
 	comp.Job = job
 	comp.JobName = job.Metadata.Name().Elem()
 	comp.RecoveryKeyARN = recoveryKey
+	comp.RecoveryReplicaKeyARN = replicaKey
 	comp.RoleARN = role.Arn
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{
-		"jobName":        comp.JobName,
-		"recoveryKeyArn": comp.RecoveryKeyARN,
-		"roleArn":        comp.RoleARN,
+		"jobName":               comp.JobName,
+		"recoveryKeyArn":        comp.RecoveryKeyARN,
+		"recoveryReplicaKeyArn": comp.RecoveryReplicaKeyARN,
+		"roleArn":               comp.RoleARN,
 	}); err != nil {
 		return nil, fmt.Errorf("registering %s outputs: %w", TypeToken, err)
 	}
@@ -201,26 +211,45 @@ func (b *build) newRole() (*iam.Role, error) {
 	return role, nil
 }
 
-// newRecoveryKey creates the key the init output is encrypted with,
-// protected and kept: without it the init object cannot be opened.
-func (b *build) newRecoveryKey(roleARN pulumi.StringOutput) (pulumi.StringOutput, error) {
+// newRecoveryKey creates the key the init output is encrypted with, and
+// its replica in the DR region (DRProvider), both protected and kept:
+// without them the init object cannot be opened. It is a multi-Region key
+// even without DR, so that a DR region can be added later without
+// replacing it.
+func (b *build) newRecoveryKey(roleARN pulumi.StringOutput) (key, replica pulumi.StringOutput, err error) {
 	a := b.args
 	policy := roleARN.ApplyT(func(role string) (string, error) {
 		return RecoveryKeyPolicy(a.AccountID, partition(a.OIDCProviderARN), role, a.BreakGlassPrincipals)
 	}).(pulumi.StringOutput)
-	key, err := kms.NewKey(b.ctx, b.name+"-recovery", &kms.KeyArgs{
+	keep := []pulumi.ResourceOption{b.parent, pulumi.Protect(true), pulumi.RetainOnDelete(true)}
+	primary, err := kms.NewKey(b.ctx, b.name+"-recovery", &kms.KeyArgs{
 		Description:           pulumi.Sprintf("Vault init output (%s): recovery shares and the revoked root token", b.name),
 		CustomerMasterKeySpec: pulumi.String("SYMMETRIC_DEFAULT"),
 		KeyUsage:              pulumi.String("ENCRYPT_DECRYPT"),
+		MultiRegion:           pulumi.Bool(true),
 		EnableKeyRotation:     pulumi.Bool(true),
 		DeletionWindowInDays:  pulumi.Int(a.KeyDeletionWindowDays),
 		Policy:                policy,
 		Tags:                  a.Tags,
-	}, b.parent, pulumi.Protect(true), pulumi.RetainOnDelete(true))
+	}, keep...)
 	if err != nil {
-		return pulumi.StringOutput{}, fmt.Errorf("creating recovery key: %w", err)
+		return key, replica, fmt.Errorf("creating recovery key: %w", err)
 	}
-	return key.Arn, nil
+	replica = pulumi.String("").ToStringOutput()
+	if a.DRProvider != nil {
+		r, err := kms.NewReplicaKey(b.ctx, b.name+"-recovery-replica", &kms.ReplicaKeyArgs{
+			Description:          pulumi.Sprintf("Vault init output (%s), replica", b.name),
+			PrimaryKeyArn:        primary.Arn,
+			DeletionWindowInDays: pulumi.Int(a.KeyDeletionWindowDays),
+			Policy:               policy,
+			Tags:                 a.Tags,
+		}, append(keep, pulumi.Provider(a.DRProvider))...)
+		if err != nil {
+			return key, replica, fmt.Errorf("creating recovery key replica: %w", err)
+		}
+		replica = r.Arn
+	}
+	return primary.Arn, replica, nil
 }
 
 // newRolePolicy lets the role put objects under init/ only, and encrypt

@@ -332,3 +332,40 @@ func awsPrincipals(s tests.PolicyStatement) []string {
 	}
 	return nil
 }
+
+// TestRecoveryKeyFollowsTheInitObjectToTheDRRegion: the init object is
+// replicated with the snapshots, so its key is a multi-Region key with a
+// replica in the DR region, protected and retained like the primary, under
+// the same policy; without a DR provider there is no replica.
+func TestRecoveryKeyFollowsTheInitObjectToTheDRRegion(t *testing.T) {
+	const replicaType = "aws:kms/replicaKey:ReplicaKey"
+	mon := tests.RunComponent(t, func(ctx *pulumi.Context) error {
+		dr, err := tests.AWSProvider(ctx, "aws-dr", "eu-central-1")
+		if err != nil {
+			return err
+		}
+		a := args()
+		a.DRProvider = dr
+		_, err = bootstrap.NewVaultBootstrap(ctx, "boot", a)
+		return err
+	})
+	key := tests.MustFind(t, mon, keyType, "boot-recovery")
+	if in := tests.PlainMap(key.Inputs); in["multiRegion"] != true {
+		t.Errorf("the recovery key is not multi-Region: %v", in["multiRegion"])
+	}
+	replica := tests.MustFind(t, mon, replicaType, "boot-recovery-replica")
+	if !strings.Contains(replica.Provider, "::aws-dr::") || strings.Contains(key.Provider, "::aws-dr::") {
+		t.Errorf("replica through %q, primary through %q; want only the replica through aws-dr", replica.Provider, key.Provider)
+	}
+	if !replica.Protect || !replica.RetainOnDelete {
+		t.Error("the recovery key's replica is not protected and retained")
+	}
+	in, primaryIn := tests.PlainMap(replica.Inputs), tests.PlainMap(key.Inputs)
+	if in["policy"] != primaryIn["policy"] || in["deletionWindowInDays"] != primaryIn["deletionWindowInDays"] {
+		t.Errorf("the replica's policy or deletion window differs from the primary's")
+	}
+
+	if _, ok := run(t, args()).Find(replicaType, "boot-recovery-replica"); ok {
+		t.Error("a replica exists without a DR provider")
+	}
+}
