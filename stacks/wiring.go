@@ -169,6 +169,7 @@ func bootstrapArgs(ctx *pulumi.Context, cfg *Config, v *vault.HardenedVault, b *
 		BucketKeyARN:      b.KMSKeyARN,
 		InitPrefix:        backup.InitPrefix,
 		Tags:              pulumi.ToStringMap(tags(ctx, nil)),
+		DependsOn:         []pulumi.Resource{v.Release},
 	}
 	// The init object is replicated with the snapshots: its key too. (A
 	// nil *aws.Provider would be a non-nil ProviderResource.)

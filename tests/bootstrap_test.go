@@ -23,6 +23,11 @@ func TestWhatNeedsVaultWaitsForTheBootstrap(t *testing.T) {
 		t.Fatalf("%d Jobs; want the bootstrap's", len(jobs))
 	}
 	job := jobs[0].URN
+	for _, release := range mon.ByType("kubernetes:helm.sh/v3:Release") {
+		if release.Name == "vault" && !slices.Contains(jobs[0].DependsOn, release.URN) {
+			t.Errorf("the bootstrap Job does not wait for the Vault release (depends on %v)", jobs[0].DependsOn)
+		}
+	}
 	dependents := []recorder.Resource{MustFind(t, mon, cronJobType, snapshotCronJob)}
 	for _, typ := range []string{
 		"kubernetes:external-secrets.io/v1:SecretStore",

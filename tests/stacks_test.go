@@ -138,6 +138,7 @@ func TestDRFollowsTheStack(t *testing.T) {
 		{"aws:kms/alias:Alias", "vault-unseal-replica-alias"},
 		{"aws:s3/bucketV2:BucketV2", "vault-backup-replica-bucket"},
 		{"aws:kms/key:Key", "vault-backup-replica-key"},
+		{"aws:kms/replicaKey:ReplicaKey", "vault-bootstrap-recovery-replica"},
 	} {
 		r := MustFind(t, prod, want.typ, want.name)
 		if !strings.HasPrefix(r.Provider, provider.URN+"::") {
@@ -154,8 +155,8 @@ func TestDRFollowsTheStack(t *testing.T) {
 			n++
 		}
 	}
-	if n != 11 {
-		t.Errorf("%d resources through aws-dr; want the replica key and alias, the replica bucket, its key and its 7 guards", n)
+	if n != 12 {
+		t.Errorf("%d resources through aws-dr; want the unseal key's replica and alias, the replica bucket, its key and its 7 guards, the recovery key's replica", n)
 	}
 	MustFind(t, prod, "aws:s3/bucketReplicationConfig:BucketReplicationConfig", "vault-backup-replication")
 

@@ -98,6 +98,9 @@ type VaultBootstrapArgs struct {
 	InitPrefix string
 	// Tags are set on every AWS resource that takes tags.
 	Tags pulumi.StringMapInput
+	// DependsOn are what the Job waits for besides its own resources: the
+	// Vault release, so the Job's wait for voter 0 starts once it exists.
+	DependsOn []pulumi.Resource
 	// DRProvider, an AWS provider for the DR region, replicates the recovery
 	// key there: the init object is replicated with the snapshots, and
 	// without the key it could not be opened once the region is lost. Nil
@@ -337,7 +340,7 @@ func (b *build) newJob(p plan, roleARN, recoveryKey pulumi.StringOutput) (*batch
 				Spec:     pod,
 			},
 		},
-	}, b.parent, pulumi.DependsOn([]pulumi.Resource{sa}),
+	}, b.parent, pulumi.DependsOn(append([]pulumi.Resource{sa}, a.DependsOn...)),
 		pulumi.Timeouts(&pulumi.CustomTimeouts{Create: timeout, Update: timeout}))
 	if err != nil {
 		return nil, fmt.Errorf("creating bootstrap Job: %w", err)
