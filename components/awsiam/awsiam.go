@@ -1,12 +1,15 @@
-// Package awsiam builds IAM policy documents from typed Go values, and the
+// Package awsiam builds IAM policy documents from typed Go values, the
 // IRSA trust policy that binds a role to exactly one Kubernetes service
-// account.
+// account, and the roles that carry it.
 package awsiam
 
 import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
 // PolicyDocument is an IAM policy document.
@@ -96,4 +99,35 @@ func PutObjectsWithKMS(bucketARN, prefix, keyARN, region string) []Statement {
 			},
 		},
 	}
+}
+
+// IRSARoleArgs says who may assume a role through IRSA: the service account
+// ServiceAccount of Namespace, with tokens of the cluster's OIDC provider.
+type IRSARoleArgs struct {
+	// Description of the role.
+	Description string
+	// OIDCProviderARN and OIDCIssuer are the cluster's OIDC provider.
+	OIDCProviderARN, OIDCIssuer pulumi.StringInput
+	// Namespace and ServiceAccount are the only identity that may assume it.
+	Namespace, ServiceAccount pulumi.StringInput
+	// Tags are set on the role.
+	Tags pulumi.StringMapInput
+}
+
+// NewIRSARole creates a role with the IRSATrust of args and no permissions
+// yet; its policies are the caller's.
+func NewIRSARole(ctx *pulumi.Context, name string, args IRSARoleArgs, opts ...pulumi.ResourceOption) (*iam.Role, error) {
+	trust := pulumi.All(args.OIDCProviderARN, args.OIDCIssuer, args.Namespace, args.ServiceAccount).
+		ApplyT(func(v []any) (string, error) {
+			return IRSATrust(v[0].(string), v[1].(string), v[2].(string), v[3].(string)).JSON()
+		}).(pulumi.StringOutput)
+	role, err := iam.NewRole(ctx, name, &iam.RoleArgs{
+		Description:      pulumi.String(args.Description),
+		AssumeRolePolicy: trust,
+		Tags:             args.Tags,
+	}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating role %s: %w", name, err)
+	}
+	return role, nil
 }

@@ -415,16 +415,14 @@ func lifecycleRules(c Config) s3.BucketLifecycleConfigurationV2RuleArray {
 // may assume, allowed to write under the prefix with the bucket's key.
 func (b *build) newUploadRole(bucketARN, keyARN pulumi.StringOutput) (*iam.Role, error) {
 	a := b.args
-	trust := pulumi.All(a.OIDCProviderARN, a.OIDCIssuer, a.Namespace).ApplyT(func(v []any) (string, error) {
-		return awsiam.IRSATrust(v[0].(string), v[1].(string), v[2].(string), a.ServiceAccount).JSON()
-	}).(pulumi.StringOutput)
-	role, err := iam.NewRole(b.ctx, b.name+"-job", &iam.RoleArgs{
-		Description:      pulumi.String("Vault Raft snapshot upload (IRSA)"),
-		AssumeRolePolicy: trust,
-		Tags:             a.Tags,
+	role, err := awsiam.NewIRSARole(b.ctx, b.name+"-job", awsiam.IRSARoleArgs{
+		Description:     "Vault Raft snapshot upload (IRSA)",
+		OIDCProviderARN: a.OIDCProviderARN, OIDCIssuer: a.OIDCIssuer,
+		Namespace: a.Namespace, ServiceAccount: pulumi.String(a.ServiceAccount),
+		Tags: a.Tags,
 	}, b.parent)
 	if err != nil {
-		return nil, fmt.Errorf("creating snapshot job role: %w", err)
+		return nil, err
 	}
 	rolePolicy := pulumi.All(bucketARN, keyARN, a.Region).ApplyT(func(v []any) (string, error) {
 		return UploadPolicy(v[0].(string), a.Prefix, v[1].(string), v[2].(string))

@@ -199,19 +199,12 @@ type build struct {
 // assume.
 func (b *build) newRole() (*iam.Role, error) {
 	a := b.args
-	trust, err := awsiam.IRSATrust(a.OIDCProviderARN, a.OIDCIssuer, a.Namespace, a.ServiceAccount).JSON()
-	if err != nil {
-		return nil, err
-	}
-	role, err := iam.NewRole(b.ctx, b.name, &iam.RoleArgs{
-		Description:      pulumi.String("Vault bootstrap: publish the init object (IRSA)"),
-		AssumeRolePolicy: pulumi.String(trust),
-		Tags:             a.Tags,
+	return awsiam.NewIRSARole(b.ctx, b.name, awsiam.IRSARoleArgs{
+		Description:     "Vault bootstrap: publish the init object (IRSA)",
+		OIDCProviderARN: pulumi.String(a.OIDCProviderARN), OIDCIssuer: pulumi.String(a.OIDCIssuer),
+		Namespace: pulumi.String(a.Namespace), ServiceAccount: pulumi.String(a.ServiceAccount),
+		Tags: a.Tags,
 	}, b.parent)
-	if err != nil {
-		return nil, fmt.Errorf("creating bootstrap role: %w", err)
-	}
-	return role, nil
 }
 
 // newRecoveryKey creates the key the init output is encrypted with, and

@@ -240,14 +240,11 @@ func (b *build) keep(extra ...pulumi.ResourceOption) []pulumi.ResourceOption {
 // of the namespace may assume, with no permissions yet.
 func (b *build) newIRSARole(name, description string, serviceAccount pulumi.StringInput) (*iam.Role, error) {
 	a := b.args
-	trust := pulumi.All(a.OIDCProviderARN, a.OIDCIssuer, a.Namespace, serviceAccount).
-		ApplyT(func(v []any) (string, error) {
-			return awsiam.IRSATrust(v[0].(string), v[1].(string), v[2].(string), v[3].(string)).JSON()
-		}).(pulumi.StringOutput)
-	return iam.NewRole(b.ctx, name, &iam.RoleArgs{
-		Description:      pulumi.String(description),
-		AssumeRolePolicy: trust,
-		Tags:             b.tags,
+	return awsiam.NewIRSARole(b.ctx, name, awsiam.IRSARoleArgs{
+		Description:     description,
+		OIDCProviderARN: a.OIDCProviderARN, OIDCIssuer: a.OIDCIssuer,
+		Namespace: a.Namespace, ServiceAccount: serviceAccount,
+		Tags: b.tags,
 	}, b.parent)
 }
 
