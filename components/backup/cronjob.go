@@ -175,10 +175,7 @@ func (b *build) cronJobOptions() []pulumi.ResourceOption {
 // init container), then upload it.
 func (b *build) containers(to jobTargets) (save, upload *corev1.ContainerArgs) {
 	a := b.args
-	resources := &corev1.ResourceRequirementsArgs{
-		Requests: pulumi.ToStringMap(a.Resources.Requests),
-		Limits:   pulumi.ToStringMap(a.Resources.Limits),
-	}
+	resources := a.Resources.Args()
 	containerSC := kube.SecurityContextArgs(kube.RestrictedContainerSecurityContext(runAsUser, runAsGroup, true))
 	tmp := &corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}
 	home := &corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/tmp")}

@@ -203,10 +203,7 @@ func (b *build) newRestoreDrill(bucket *s3.BucketV2, keyARN pulumi.StringOutput)
 // throwaway Vault.
 func (b *build) drillContainers(bucket pulumi.StringOutput) (fetch, restore *corev1.ContainerArgs) {
 	a := b.args
-	resources := &corev1.ResourceRequirementsArgs{
-		Requests: pulumi.ToStringMap(a.Drill.Resources.Requests),
-		Limits:   pulumi.ToStringMap(a.Drill.Resources.Limits),
-	}
+	resources := a.Drill.Resources.Args()
 	containerSC := kube.SecurityContextArgs(kube.RestrictedContainerSecurityContext(runAsUser, runAsGroup, true))
 	env := func(vars map[string]pulumi.StringInput) corev1.EnvVarArray {
 		out := corev1.EnvVarArray{&corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/tmp")}}

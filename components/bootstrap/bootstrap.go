@@ -379,15 +379,12 @@ func (b *build) containers(p plan, recoveryKey pulumi.StringOutput) (init, publi
 
 	step := func(name string, image pulumi.StringInput, env corev1.EnvVarArray, mounts corev1.VolumeMountArray) *corev1.ContainerArgs {
 		return &corev1.ContainerArgs{
-			Name:         pulumi.String(name),
-			Image:        image,
-			Command:      pulumi.ToStringArray([]string{"/bin/sh", ConfigDir + "/" + scriptFile, name}),
-			Env:          env,
-			VolumeMounts: mounts,
-			Resources: &corev1.ResourceRequirementsArgs{
-				Requests: pulumi.ToStringMap(a.Resources.Requests),
-				Limits:   pulumi.ToStringMap(a.Resources.Limits),
-			},
+			Name:            pulumi.String(name),
+			Image:           image,
+			Command:         pulumi.ToStringArray([]string{"/bin/sh", ConfigDir + "/" + scriptFile, name}),
+			Env:             env,
+			VolumeMounts:    mounts,
+			Resources:       a.Resources.Args(),
 			SecurityContext: kube.SecurityContextArgs(kube.RestrictedContainerSecurityContext(runAsUser, runAsGroup, true)),
 		}
 	}

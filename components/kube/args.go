@@ -90,3 +90,11 @@ func NewIRSAServiceAccount(ctx *pulumi.Context, resourceName string, name, names
 	}
 	return sa, nil
 }
+
+// Args carries r over to the Pulumi type of a container's resources.
+func (r Resources) Args() *pcorev1.ResourceRequirementsArgs {
+	return &pcorev1.ResourceRequirementsArgs{
+		Requests: pulumi.ToStringMap(r.Requests),
+		Limits:   pulumi.ToStringMap(r.Limits),
+	}
+}
