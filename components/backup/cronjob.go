@@ -127,14 +127,37 @@ func (b *build) newSnapshotJob(to jobTargets) (*batchv1.CronJob, error) {
 		},
 	}
 
-	cronJob, err := batchv1.NewCronJob(b.ctx, b.name+"-snapshot", &batchv1.CronJobArgs{
+	cronJob, err := b.newCronJob(b.name+"-snapshot", scheduledJob{
+		name: cronJobName(b.name), labels: labels, schedule: a.Schedule,
+		backoffLimit: backoffLimit, activeDeadlineSeconds: a.ActiveDeadlineSeconds, pod: pod,
+	}, b.cronJobOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("creating snapshot CronJob: %w", err)
+	}
+	return cronJob, nil
+}
+
+// scheduledJob is what tells the package's CronJobs apart.
+type scheduledJob struct {
+	name                                string
+	labels                              pulumi.StringMap
+	schedule                            string
+	backoffLimit, activeDeadlineSeconds int
+	pod                                 *corev1.PodSpecArgs
+}
+
+// newCronJob creates a CronJob in the namespace: on a UTC schedule, one run
+// at a time, skipped when it cannot start within startingDeadline, with a
+// short history, and its Jobs and pods labelled like it.
+func (b *build) newCronJob(resourceName string, j scheduledJob, opts ...pulumi.ResourceOption) (*batchv1.CronJob, error) {
+	return batchv1.NewCronJob(b.ctx, resourceName, &batchv1.CronJobArgs{
 		Metadata: &metav1.ObjectMetaArgs{
-			Name:      pulumi.String(cronJobName(b.name)),
-			Namespace: a.Namespace,
-			Labels:    labels,
+			Name:      pulumi.String(j.name),
+			Namespace: b.args.Namespace,
+			Labels:    j.labels,
 		},
 		Spec: &batchv1.CronJobSpecArgs{
-			Schedule:          pulumi.String(a.Schedule),
+			Schedule:          pulumi.String(j.schedule),
 			TimeZone:          pulumi.String("Etc/UTC"),
 			ConcurrencyPolicy: pulumi.String("Forbid"),
 			// Stated, not left to the API default: `pulumi up --refresh`
@@ -144,22 +167,18 @@ func (b *build) newSnapshotJob(to jobTargets) (*batchv1.CronJob, error) {
 			SuccessfulJobsHistoryLimit: pulumi.Int(successfulJobsHistory),
 			FailedJobsHistoryLimit:     pulumi.Int(failedJobsHistory),
 			JobTemplate: &batchv1.JobTemplateSpecArgs{
-				Metadata: &metav1.ObjectMetaArgs{Labels: labels},
+				Metadata: &metav1.ObjectMetaArgs{Labels: j.labels},
 				Spec: &batchv1.JobSpecArgs{
-					BackoffLimit:          pulumi.Int(backoffLimit),
-					ActiveDeadlineSeconds: pulumi.Int(a.ActiveDeadlineSeconds),
+					BackoffLimit:          pulumi.Int(j.backoffLimit),
+					ActiveDeadlineSeconds: pulumi.Int(j.activeDeadlineSeconds),
 					Template: &corev1.PodTemplateSpecArgs{
-						Metadata: &metav1.ObjectMetaArgs{Labels: labels},
-						Spec:     pod,
+						Metadata: &metav1.ObjectMetaArgs{Labels: j.labels},
+						Spec:     j.pod,
 					},
 				},
 			},
 		},
-	}, b.cronJobOptions()...)
-	if err != nil {
-		return nil, fmt.Errorf("creating snapshot CronJob: %w", err)
-	}
-	return cronJob, nil
+	}, opts...)
 }
 
 // cronJobOptions put the CronJob after Args.SnapshotsAfter, if any.

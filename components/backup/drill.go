@@ -164,33 +164,10 @@ func (b *build) newRestoreDrill(bucket *s3.BucketV2, keyARN pulumi.StringOutput)
 			&corev1.VolumeArgs{Name: pulumi.String("tmp"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("64Mi")}},
 		},
 	}
-	cronJob, err := batchv1.NewCronJob(b.ctx, b.name+"-restore-drill", &batchv1.CronJobArgs{
-		Metadata: &metav1.ObjectMetaArgs{
-			Name:      pulumi.String(drillCronJobName(b.name)),
-			Namespace: a.Namespace,
-			Labels:    labels,
-		},
-		Spec: &batchv1.CronJobSpecArgs{
-			Schedule:                   pulumi.String(a.Drill.Schedule),
-			TimeZone:                   pulumi.String("Etc/UTC"),
-			ConcurrencyPolicy:          pulumi.String("Forbid"),
-			Suspend:                    pulumi.Bool(false),
-			StartingDeadlineSeconds:    pulumi.Int(startingDeadline),
-			SuccessfulJobsHistoryLimit: pulumi.Int(successfulJobsHistory),
-			FailedJobsHistoryLimit:     pulumi.Int(failedJobsHistory),
-			JobTemplate: &batchv1.JobTemplateSpecArgs{
-				Metadata: &metav1.ObjectMetaArgs{Labels: labels},
-				Spec: &batchv1.JobSpecArgs{
-					// A failed drill is a finding, not a flake to retry away.
-					BackoffLimit:          pulumi.Int(0),
-					ActiveDeadlineSeconds: pulumi.Int(a.Drill.ActiveDeadlineSeconds),
-					Template: &corev1.PodTemplateSpecArgs{
-						Metadata: &metav1.ObjectMetaArgs{Labels: labels},
-						Spec:     pod,
-					},
-				},
-			},
-		},
+	cronJob, err := b.newCronJob(b.name+"-restore-drill", scheduledJob{
+		name: drillCronJobName(b.name), labels: labels, schedule: a.Drill.Schedule,
+		// A failed drill is a finding, not a flake to retry away.
+		backoffLimit: 0, activeDeadlineSeconds: a.Drill.ActiveDeadlineSeconds, pod: pod,
 	}, b.parent)
 	if err != nil {
 		return nil, fmt.Errorf("creating restore drill CronJob: %w", err)
