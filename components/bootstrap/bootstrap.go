@@ -353,7 +353,7 @@ func (b *build) containers(p plan, recoveryKey pulumi.StringOutput) (init, publi
 		env("SECRETS_DIR", pulumi.String(SecretsDir)),
 		env("HOME", pulumi.String("/tmp")),
 	}
-	for _, k := range p.settingNames() {
+	for _, k := range validate.SortedKeys(p.Settings) {
 		common = append(common, env(k, pulumi.String(p.Settings[k])))
 	}
 	vaultEnv := append(corev1.EnvVarArray{
@@ -418,11 +418,10 @@ func check(name string, args *VaultBootstrapArgs) error {
 	if len(args.PodLabels) == 0 {
 		problems.Addf("PodLabels", "required: network policies select the Job's pods by them")
 	}
-	for _, s := range []struct {
-		path, value string
-	}{{"AccountID", args.AccountID}, {"Region", args.Region}, {"OIDCProviderARN", args.OIDCProviderARN}, {"OIDCIssuer", args.OIDCIssuer}} {
-		problems.NonEmpty(s.path, s.value)
-	}
+	problems.NonEmpty("AccountID", args.AccountID)
+	problems.NonEmpty("Region", args.Region)
+	problems.NonEmpty("OIDCProviderARN", args.OIDCProviderARN)
+	problems.NonEmpty("OIDCIssuer", args.OIDCIssuer)
 	problems.Required("VaultAddress", args.VaultAddress)
 	problems.Required("VaultImage", args.VaultImage)
 	problems.Required("VaultCASecretName", args.VaultCASecretName)

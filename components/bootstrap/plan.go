@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -148,11 +146,6 @@ func (p plan) hash() string {
 	raw, _ := json.Marshal(p) // maps marshal with sorted keys
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:])[:10]
-}
-
-// settingNames are the plan's settings in a stable order.
-func (p plan) settingNames() []string {
-	return slices.Sorted(maps.Keys(p.Settings))
 }
 
 // configuratorRules are what the bootstrap itself may do once root is
