@@ -110,7 +110,7 @@ func (c *Config) validateVaultClients(p *validate.Problems) {
 	if c.Backup.VaultRole == c.ExternalSecrets.Store.Role {
 		p.Addf("backup.vaultRole", "%q is also externalSecrets.store.role; each client needs its own role and policy", c.Backup.VaultRole)
 	}
-	if c.Backup.VaultRole == prefix+bootstrap.ConfiguratorName || c.ExternalSecrets.Store.Role == prefix+bootstrap.ConfiguratorName {
+	if own := c.Bootstrap.ConfiguratorRole(); c.Backup.VaultRole == own || c.ExternalSecrets.Store.Role == own {
 		p.Addf("bootstrap.namePrefix", "%q+%q is the bootstrap's own role; name the clients' roles otherwise", prefix, bootstrap.ConfiguratorName)
 	}
 	if c.Backup.VaultAuthMount != c.ExternalSecrets.Store.AuthMount {

@@ -56,6 +56,9 @@ const (
 // own role and policy.
 const ConfiguratorName = "configurator"
 
+// ConfiguratorRole is the name of the bootstrap's own role and policy.
+func (c Config) ConfiguratorRole() string { return c.NamePrefix + ConfiguratorName }
+
 // plan is everything one revision of the Job applies: the files it reads
 // from its ConfigMap and its plain settings. Its hash names the Job, so a
 // change of either, and nothing else, runs a new Job.
@@ -96,7 +99,7 @@ func newPlan(in planInput) (plan, error) {
 	}
 	files := map[string]string{scriptFile: Script}
 	clients := append([]Client{{
-		Name:           in.NamePrefix + ConfiguratorName,
+		Name:           in.ConfiguratorRole(),
 		ServiceAccount: in.ServiceAccount,
 		Namespace:      in.Namespace,
 		Rules:          configuratorRules(in.NamePrefix, in.Setup),
@@ -130,7 +133,7 @@ func newPlan(in planInput) (plan, error) {
 		"RECOVERY_THRESHOLD": strconv.Itoa(in.RecoveryThreshold),
 		"PGP_KEYS":           strconv.Itoa(len(in.PGPKeys)),
 		"NAME_PREFIX":        in.NamePrefix,
-		"CONFIGURATOR_ROLE":  in.NamePrefix + ConfiguratorName,
+		"CONFIGURATOR_ROLE":  in.ConfiguratorRole(),
 		"KV_MOUNT":           in.Setup.KVMount,
 		"AUTH_MOUNT":         in.Setup.AuthMount,
 		"KUBERNETES_HOST":    in.KubernetesHost,
