@@ -75,12 +75,21 @@ type KubernetesConfig struct {
 	OIDCProviderARN string `json:"oidcProviderArn"`
 	// OIDCIssuer is the cluster's OIDC issuer URL.
 	OIDCIssuer string `json:"oidcIssuer"`
-	// APIServerCIDRs are the API server's real addresses (`kubectl get
-	// endpoints kubernetes`), not the Service's ClusterIP: network policies
-	// see traffic after the Service is translated.
+	// APIServerCIDRs hold the API server's endpoints (`kubectl get
+	// endpoints kubernetes -n default`; on EKS the control plane's ENIs, in
+	// the subnets given to the cluster), which Vault and ESO reach and
+	// from which the API server calls ESO's webhook. Keep them narrow: under
+	// the VPC CNI, pods have VPC addresses, so a VPC-wide range lets every
+	// pod through. Default: none (required).
 	APIServerCIDRs []string `json:"apiServerCidrs,omitempty"`
-	// APIServerPort is the port of those endpoints (443 on EKS).
+	// APIServerPort is the port of those endpoints. Default: 443 (EKS).
 	APIServerPort int `json:"apiServerPort,omitempty"`
+	// APIServerClusterIP is the `kubernetes` Service's ClusterIP (`kubectl
+	// get service kubernetes -n default -o jsonpath='{.spec.clusterIP}'`),
+	// allowed on 443 beside APIServerCIDRs: the AWS VPC CNI's network policy
+	// agent matches egress before the Service is translated. One IPv4 or
+	// IPv6 address. Default: none (required).
+	APIServerClusterIP string `json:"apiServerClusterIP,omitempty"`
 }
 
 // defaults returns the configuration a stack starts from: each group is its

@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -73,6 +74,26 @@ func (c *Config) validateCluster(p *validate.Problems) {
 	}
 	p.CIDRs("kubernetes.apiServerCidrs", k.APIServerCIDRs)
 	p.Port("kubernetes.apiServerPort", k.APIServerPort)
+	apiServerClusterIP(p, "kubernetes.apiServerClusterIP", k.APIServerClusterIP)
+}
+
+// apiServerClusterIP is required whatever the dataplane, which the program
+// cannot see: under the AWS VPC CNI, pods' calls to the API match only an
+// ipBlock that holds the Service's ClusterIP.
+func apiServerClusterIP(p *validate.Problems, key, value string) {
+	const how = "the `kubernetes` Service's ClusterIP, one address (kubectl get service kubernetes -n default -o jsonpath='{.spec.clusterIP}'; on EKS the first address of the service range, e.g. 172.20.0.1 or 10.100.0.1)"
+	if value == "" {
+		p.Addf(key, "required: %s; under the AWS VPC CNI's network policies, pods reach the API only through it", how)
+		return
+	}
+	if _, err := netip.ParseAddr(value); err == nil && !strings.Contains(value, "%") {
+		return
+	}
+	if _, err := netip.ParsePrefix(value); err == nil {
+		p.Addf(key, "%q is a CIDR; give %s", value, how)
+		return
+	}
+	p.Addf(key, "%q is not an IP address; give %s", value, how)
 }
 
 // validateMlock relates two groups: no level guardrails offer admits the

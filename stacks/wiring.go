@@ -59,6 +59,7 @@ func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 			BootstrapPodLabels:    bootstrapPodLabels,
 			KubeAPICIDRs:          cfg.Kubernetes.APIServerCIDRs,
 			KubeAPIPort:           cfg.Kubernetes.APIServerPort,
+			KubeAPIClusterIP:      cfg.Kubernetes.APIServerClusterIP,
 			MonitoringNamespace:   monitoring,
 			// Metrics and webhook ports: the guardrails' defaults are the
 			// charts' (Vault 8200, ESO metrics 8080, ESO webhook 10250).

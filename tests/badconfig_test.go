@@ -146,6 +146,12 @@ func TestBadConfigFailsBeforeAnythingIsCreated(t *testing.T) {
 		}), `dr.region: "eu-central-1" asks for a replica of the unseal key, but unseal.keyArn uses an existing key`},
 		{"bad API server CIDR", with("kubernetes", func(k map[string]any) { k["apiServerCidrs"] = []any{"10.0.0.0/33"} }),
 			`kubernetes.apiServerCidrs[0]: "10.0.0.0/33" is not a CIDR`},
+		{"no API server ClusterIP", with("kubernetes", func(k map[string]any) { delete(k, "apiServerClusterIP") }),
+			"kubernetes.apiServerClusterIP: required: the `kubernetes` Service's ClusterIP, one address (kubectl get service kubernetes -n default"},
+		{"API server ClusterIP as a CIDR", with("kubernetes", func(k map[string]any) { k["apiServerClusterIP"] = "172.20.0.0/16" }),
+			`kubernetes.apiServerClusterIP: "172.20.0.0/16" is a CIDR; give the`},
+		{"API server ClusterIP not an address", with("kubernetes", func(k map[string]any) { k["apiServerClusterIP"] = "kubernetes.default.svc" }),
+			`kubernetes.apiServerClusterIP: "kubernetes.default.svc" is not an IP address`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

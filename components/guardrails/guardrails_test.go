@@ -1,7 +1,7 @@
 package guardrails_test
 
 import (
-	"net"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -12,7 +12,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	psaapi "k8s.io/pod-security-admission/api"
 
 	"github.com/secrets-platform/secrets-platform/components/guardrails"
@@ -73,6 +72,7 @@ func productionArgs(namespace string) *guardrails.NamespaceGuardrailsArgs {
 			BootstrapPodLabels:                 bootstrapPods,
 			RestoreDrillPodLabels:              drillPods,
 			KubeAPICIDRs:                       []string{"10.0.0.0/28"},
+			KubeAPIClusterIP:                   "172.20.0.1",
 			MonitoringNamespace:                "monitoring",
 		},
 	}
@@ -264,110 +264,25 @@ func TestAllowsAreNarrow(t *testing.T) {
 	}
 }
 
-// endpoint is one side of a connection: a pod (namespace and labels) or an
-// address outside the cluster.
-type endpoint struct {
-	namespace string
-	labels    map[string]string
-	ip        string
-}
+// endpoint is one side of a connection: a pod or an address outside the
+// cluster's pods.
+type endpoint = tests.Endpoint
 
 func pod(namespace string, l map[string]string) endpoint {
-	return endpoint{namespace: namespace, labels: l}
+	return endpoint{Name: fmt.Sprint(namespace, l), Namespace: namespace, Labels: l}
 }
 
-// allowed evaluates the recorded policies the way the network policy API
-// defines them: a pod selected by a policy of a direction only gets the
-// traffic some rule of such a policy allows; an unselected pod is not isolated.
+func address(ip string) endpoint { return endpoint{Name: ip, IP: ip} }
+
+// allowed evaluates the recorded policies with the tests package's flow
+// evaluator, for a direct connection (no Service in between).
 func allowed(t *testing.T, pols map[string]networkingv1.NetworkPolicy, src, dst endpoint, port int, proto corev1.Protocol) bool {
 	t.Helper()
-	return directionAllows(t, pols, networkingv1.PolicyTypeEgress, src, dst, port, proto) &&
-		directionAllows(t, pols, networkingv1.PolicyTypeIngress, dst, src, port, proto)
-}
-
-func directionAllows(t *testing.T, pols map[string]networkingv1.NetworkPolicy, dir networkingv1.PolicyType, self, other endpoint, port int, proto corev1.Protocol) bool {
-	t.Helper()
-	isolated := false
+	net := tests.Network{}
 	for _, np := range pols {
-		if self.ip != "" || np.Namespace != self.namespace || !hasType(np, dir) || !matches(t, &np.Spec.PodSelector, self.labels) {
-			continue
-		}
-		isolated = true
-		if dir == networkingv1.PolicyTypeEgress {
-			for _, r := range np.Spec.Egress {
-				if ruleAllows(t, np.Namespace, r.To, r.Ports, other, port, proto) {
-					return true
-				}
-			}
-		} else {
-			for _, r := range np.Spec.Ingress {
-				if ruleAllows(t, np.Namespace, r.From, r.Ports, other, port, proto) {
-					return true
-				}
-			}
-		}
+		net.Policies = append(net.Policies, np)
 	}
-	return !isolated
-}
-
-func hasType(np networkingv1.NetworkPolicy, dir networkingv1.PolicyType) bool {
-	for _, pt := range np.Spec.PolicyTypes {
-		if pt == dir {
-			return true
-		}
-	}
-	return false
-}
-
-func ruleAllows(t *testing.T, policyNS string, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, other endpoint, port int, proto corev1.Protocol) bool {
-	portOK := len(ports) == 0
-	for _, p := range ports {
-		pp := corev1.ProtocolTCP
-		if p.Protocol != nil {
-			pp = *p.Protocol
-		}
-		if pp == proto && (p.Port == nil || p.Port.IntValue() == port) {
-			portOK = true
-		}
-	}
-	if !portOK {
-		return false
-	}
-	if len(peers) == 0 {
-		return true
-	}
-	for _, peer := range peers {
-		switch {
-		case peer.IPBlock != nil:
-			_, cidr, err := net.ParseCIDR(peer.IPBlock.CIDR)
-			if err != nil {
-				t.Fatalf("bad CIDR %q: %v", peer.IPBlock.CIDR, err)
-			}
-			if other.ip != "" && cidr.Contains(net.ParseIP(other.ip)) {
-				return true
-			}
-		case other.ip != "":
-		case peer.NamespaceSelector != nil:
-			nsLabels := map[string]string{"kubernetes.io/metadata.name": other.namespace}
-			if matches(t, peer.NamespaceSelector, nsLabels) && (peer.PodSelector == nil || matches(t, peer.PodSelector, other.labels)) {
-				return true
-			}
-		case peer.PodSelector != nil:
-			if other.namespace == policyNS && matches(t, peer.PodSelector, other.labels) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func matches(t *testing.T, sel *metav1.LabelSelector, l map[string]string) bool {
-	t.Helper()
-	s, err := metav1.LabelSelectorAsSelector(sel)
-	if err != nil {
-		t.Fatalf("selector %v: %v", sel, err)
-	}
-	return s.Matches(labels.Set(l))
+	return net.Allowed(tests.Flow{From: src, To: dst, Port: int32(port), Protocol: proto}, tests.PostDNAT) == nil
 }
 
 func TestPlatformFlows(t *testing.T) {
@@ -387,9 +302,9 @@ func TestPlatformFlows(t *testing.T) {
 		coreDNS    = pod("kube-system", map[string]string{"k8s-app": "kube-dns"})
 		prometheus = pod("monitoring", map[string]string{"app": "prometheus"})
 		otherNS    = pod("default", map[string]string{"app": "prometheus"})
-		apiServer  = endpoint{ip: "10.0.0.5"}
-		kmsVPCE    = endpoint{ip: "10.0.128.10"}
-		internet   = endpoint{ip: "203.0.113.7"}
+		apiServer  = address("10.0.0.5")
+		kmsVPCE    = address("10.0.128.10")
+		internet   = address("203.0.113.7")
 		tcp, udp   = corev1.ProtocolTCP, corev1.ProtocolUDP
 	)
 	cases := []struct {
@@ -578,6 +493,14 @@ func TestInvalidArgs(t *testing.T) {
 			a.Network.KubeAPICIDRs = nil
 			return a
 		}, "KubeAPICIDRs is required"},
+		{"no api cluster ip", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
+			a.Network.KubeAPIClusterIP = ""
+			return a
+		}, "KubeAPIClusterIP \"\" is not one IP address"},
+		{"api cluster ip as a cidr", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
+			a.Network.KubeAPIClusterIP = "172.20.0.0/16"
+			return a
+		}, "KubeAPIClusterIP \"172.20.0.0/16\" is not one IP address"},
 		{"bad cidr", func(a *guardrails.NamespaceGuardrailsArgs) *guardrails.NamespaceGuardrailsArgs {
 			a.AWSCIDRs = []string{"10.0.0.1"}
 			return a
@@ -642,5 +565,56 @@ func TestBaselineAndOptionalPolicies(t *testing.T) {
 	// Without a snapshot job, nothing but ESO's controller and Vault itself reach Vault.
 	if allowed(t, pols, pod("dev", snapshotPods), pod("dev", vaultPods), 8200, corev1.ProtocolTCP) {
 		t.Error("snapshot pods reach Vault although no snapshot job is configured")
+	}
+}
+
+// TestKubeAPIEgressNamesEndpointsAndClusterIP: every egress rule set to the
+// API holds the endpoints on their port and the Service's ClusterIP on 443,
+// which is what a pre-DNAT dataplane (the AWS VPC CNI) matches.
+func TestKubeAPIEgressNamesEndpointsAndClusterIP(t *testing.T) {
+	for _, c := range []struct {
+		clusterIP, want string
+		port            int
+	}{{"172.20.0.1", "172.20.0.1/32", 0}, {"fd12:3456::1", "fd12:3456::1/128", 6443}} {
+		mon := tests.RunComponent(t, func(ctx *pulumi.Context) error {
+			args := productionArgs("production")
+			args.Network.KubeAPIClusterIP, args.Network.KubeAPIPort = c.clusterIP, c.port
+			_, err := guardrails.NewNamespaceGuardrails(ctx, "g", args)
+			return err
+		})
+		endpointPort := c.port
+		if endpointPort == 0 {
+			endpointPort = guardrails.DefaultKubeAPIPort
+		}
+		pols := policies(t, mon)
+		for _, name := range []string{"g-vault-kube-api-egress", "g-eso-kube-api-egress"} {
+			np, ok := pols[name]
+			if !ok {
+				t.Fatalf("no policy %s", name)
+			}
+			type rule struct {
+				cidrs string
+				port  int
+			}
+			var got []rule
+			for _, r := range np.Spec.Egress {
+				var cidrs []string
+				for _, p := range r.To {
+					if p.IPBlock == nil || p.PodSelector != nil || p.NamespaceSelector != nil || len(p.IPBlock.Except) > 0 {
+						t.Errorf("%s: peer %+v is not a plain ipBlock", name, p)
+						continue
+					}
+					cidrs = append(cidrs, p.IPBlock.CIDR)
+				}
+				if len(r.Ports) != 1 || *r.Ports[0].Protocol != corev1.ProtocolTCP {
+					t.Fatalf("%s: ports %+v, want one TCP port", name, r.Ports)
+				}
+				got = append(got, rule{strings.Join(cidrs, ","), r.Ports[0].Port.IntValue()})
+			}
+			want := []rule{{"10.0.0.0/28", endpointPort}, {c.want, guardrails.KubeAPIServicePort}}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%s egress = %v, want %v", name, got, want)
+			}
+		}
 	}
 }

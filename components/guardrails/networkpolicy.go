@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
@@ -19,6 +20,10 @@ const (
 	vaultAPIPort     = 8200
 	vaultClusterPort = 8201
 )
+
+// KubeAPIServicePort is the port of the `kubernetes` Service, which the API
+// server publishes on 443 whatever port its endpoints listen on.
+const KubeAPIServicePort = 443
 
 // Defaults for the ports of NetworkArgs left at zero.
 const (
@@ -39,9 +44,16 @@ const awsAPIPort = 443
 // NetworkArgs selects the platform's pods by their labels and says where
 // they may connect. Everything else is denied by the default-deny policy.
 //
-// Network policies see traffic after Service translation: KubeAPICIDRs and
-// KubeAPIPort are those of the API server endpoints (`kubectl get endpoints
-// kubernetes`), not of the kubernetes Service's cluster IP.
+// Pods reach the API server through the `kubernetes` Service. Where a
+// dataplane matches egress is not the same everywhere: Calico on iptables
+// sees it after the Service is translated, to the endpoints (KubeAPICIDRs on
+// KubeAPIPort); the AWS VPC CNI's network policy agent sees it before, to
+// the Service's ClusterIP on 443, and admits a ClusterIP only through an
+// ipBlock that holds it (its workaround for Services covers only Services
+// whose selector a rule's podSelector matches, and `kubernetes` has no
+// selector). So every egress rule to the API names both: the endpoints and
+// KubeAPIClusterIP. Ingress from the API server (the ESO webhook) comes
+// from the endpoints' addresses on either dataplane.
 type NetworkArgs struct {
 	// VaultPodLabels select the Vault server pods (required).
 	VaultPodLabels map[string]string
@@ -69,6 +81,9 @@ type NetworkArgs struct {
 	KubeAPICIDRs []string
 	// KubeAPIPort is the API server endpoints' port; 0 means 443.
 	KubeAPIPort int
+	// KubeAPIClusterIP is the `kubernetes` Service's ClusterIP, one IPv4
+	// or IPv6 address (required).
+	KubeAPIClusterIP string
 	// MonitoringNamespace may scrape Vault and ESO metrics; "" allows none.
 	MonitoringNamespace string
 	// VaultMetricsPort is where Vault serves metrics; 0 means 8200.
@@ -119,6 +134,15 @@ func flow(name string, from, to map[string]string, ports ...Port) []policy {
 	}
 }
 
+func egressRulesPolicy(name string, pods map[string]string, rules ...rule) policy {
+	return policy{name: name, pods: pods, types: []string{"Egress"}, egress: rules}
+}
+
+// hostCIDR is the prefix of exactly one address: /32 or /128.
+func hostCIDR(ip netip.Addr) string {
+	return netip.PrefixFrom(ip, ip.BitLen()).String()
+}
+
 func cidrPeers(cidrs []string) []peer {
 	out := make([]peer, 0, len(cidrs))
 	for _, c := range cidrs {
@@ -152,6 +176,10 @@ func networkPolicies(name string, n NetworkArgs, c Config) ([]policy, error) {
 	if err := checkCIDRs("KubeAPICIDRs", n.KubeAPICIDRs); err != nil {
 		return nil, err
 	}
+	clusterIP, err := netip.ParseAddr(n.KubeAPIClusterIP)
+	if err != nil || clusterIP.Zone() != "" {
+		return nil, fmt.Errorf("guardrails: Network.KubeAPIClusterIP %q is not one IP address: the `kubernetes` Service's ClusterIP is required", n.KubeAPIClusterIP)
+	}
 	kubeAPI := tcp(orDefault(n.KubeAPIPort, DefaultKubeAPIPort))
 	vaultMetrics := tcp(orDefault(n.VaultMetricsPort, DefaultVaultMetricsPort))
 	esoMetrics := tcp(orDefault(n.ExternalSecretsMetricsPort, DefaultExternalSecretsMetricsPort))
@@ -162,6 +190,13 @@ func networkPolicies(name string, n NetworkArgs, c Config) ([]policy, error) {
 		}
 	}
 	vault, eso := n.VaultPodLabels, n.ExternalSecretsPodLabels
+	// Egress to the API server: its endpoints, and the Service's ClusterIP
+	// for dataplanes that match before translation (see NetworkArgs).
+	toKubeAPI := func(policyName string, pods map[string]string) policy {
+		return egressRulesPolicy(policyName, pods,
+			rule{cidrPeers(n.KubeAPICIDRs), []Port{kubeAPI}},
+			rule{[]peer{{cidr: hostCIDR(clusterIP)}}, []Port{tcp(KubeAPIServicePort)}})
+	}
 
 	ps := []policy{
 		{name: name + "-default-deny", types: bothTypes},
@@ -184,8 +219,8 @@ func networkPolicies(name string, n NetworkArgs, c Config) ([]policy, error) {
 	}
 	ps = append(ps,
 		// Vault: Kubernetes auth (TokenReview) and service registration.
-		egressPolicy(name+"-vault-kube-api-egress", vault, cidrPeers(n.KubeAPICIDRs), kubeAPI),
-		egressPolicy(name+"-eso-kube-api-egress", eso, cidrPeers(n.KubeAPICIDRs), kubeAPI),
+		toKubeAPI(name+"-vault-kube-api-egress", vault),
+		toKubeAPI(name+"-eso-kube-api-egress", eso),
 		// The API server calls the admission webhook; under default deny
 		// every ExternalSecret write would fail without this.
 		ingressPolicy(name+"-kube-api-to-eso-webhook-ingress", n.ExternalSecretsWebhookPodLabels, cidrPeers(n.KubeAPICIDRs), webhook),
