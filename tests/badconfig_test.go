@@ -152,6 +152,9 @@ func TestBadConfigFailsBeforeAnythingIsCreated(t *testing.T) {
 			`kubernetes.apiServerClusterIP: "172.20.0.0/16" is a CIDR; give the`},
 		{"API server ClusterIP not an address", with("kubernetes", func(k map[string]any) { k["apiServerClusterIP"] = "kubernetes.default.svc" }),
 			`kubernetes.apiServerClusterIP: "kubernetes.default.svc" is not an IP address`},
+		{"cluster secret store with ESO scoped to its namespace", with("externalSecrets", func(e map[string]any) {
+			e["store"].(map[string]any)["cluster"] = true
+		}), "externalSecrets.store.cluster: true asks for a ClusterSecretStore, which ESO does not reconcile here"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -80,22 +80,23 @@ func TestClientsRequestTheAudienceTheirRolesExpect(t *testing.T) {
 	}
 }
 
-// TestWaitForSyncAwaitsTheExternalSecret: with waitForSync the provider
-// waits for ESO's Ready condition; without it, it does not.
+// TestWaitForSyncAwaitsTheExternalSecret: with waitForSync (production's
+// postgres-credentials sets it) the provider waits for ESO's Ready
+// condition; without it, it does not.
 func TestWaitForSyncAwaitsTheExternalSecret(t *testing.T) {
 	const key = "secrets-platform:externalSecrets"
-	eso := decodeGroup(t, StackConfig(t, "production", nil), key)
-	secrets := eso["secrets"].([]any)
-	secrets[0].(map[string]any)["waitForSync"] = true
-	mon := Run(t, "production", StackConfig(t, "production", map[string]any{key: eso}), stacks.Run)
 	annotation := func(m *recorder.Monitor) any {
 		es := m.ByType("kubernetes:external-secrets.io/v1:ExternalSecret")[0]
 		return Path(PlainMap(es.Inputs), "metadata", "annotations", "pulumi.com/waitFor")
 	}
-	if got := annotation(mon); got != "condition=Ready" {
-		t.Errorf("pulumi.com/waitFor = %v with waitForSync; want condition=Ready", got)
+	if got := annotation(runStack(t, "production")); got != "condition=Ready" {
+		t.Errorf("production: pulumi.com/waitFor = %v; want condition=Ready (waitForSync on postgres-credentials)", got)
 	}
-	if got := annotation(runStack(t, "production")); got != nil {
+	eso := decodeGroup(t, StackConfig(t, "production", nil), key)
+	secrets := eso["secrets"].([]any)
+	secrets[0].(map[string]any)["waitForSync"] = false
+	mon := Run(t, "production", StackConfig(t, "production", map[string]any{key: eso}), stacks.Run)
+	if got := annotation(mon); got != nil {
 		t.Errorf("pulumi.com/waitFor = %v without waitForSync; want none", got)
 	}
 }

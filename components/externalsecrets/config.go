@@ -69,7 +69,9 @@ type ResourcesConfig struct {
 type StoreConfig struct {
 	// Name is the store's name. Default: vault-backend.
 	Name string `json:"name,omitempty"`
-	// Cluster makes it a ClusterSecretStore. Default: false.
+	// Cluster would make it a ClusterSecretStore, which ESO scoped to its
+	// namespace (as the platform installs it) does not reconcile: only false
+	// is accepted. Default: false.
 	Cluster bool `json:"cluster,omitempty"`
 	// Path is the KV mount. Default: secret.
 	Path string `json:"path,omitempty"`
@@ -173,6 +175,9 @@ func (c Config) Validate(path string) []validate.Problem {
 	p.WorkloadResources(key("resources.certController"), c.Resources.CertController)
 	s := c.Store
 	p.DNSLabel(key("store.name"), s.Name)
+	if s.Cluster {
+		p.Addf(key("store.cluster"), "true asks for a ClusterSecretStore, which ESO does not reconcile here: it is scoped to the platform's namespace (scopedRBAC), so that it cannot read every Secret of the cluster; set false (or remove the key): the SecretStore and every ExternalSecret live in that namespace")
+	}
 	p.NonEmpty(key("store.path"), s.Path)
 	if s.Version != "v2" {
 		p.Addf(key("store.version"), "%q is not supported; the platform uses the KV v2 engine (v2)", s.Version)

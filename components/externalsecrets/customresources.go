@@ -41,11 +41,9 @@ type vaultKubernetesAuth struct {
 	ServiceAccountRef serviceAccountRef `json:"serviceAccountRef"`
 }
 
-// serviceAccountRef.namespace is only read for cluster-scoped stores; a
-// namespaced store always uses its own namespace.
+// serviceAccountRef names an account of the store's own namespace.
 type serviceAccountRef struct {
 	Name      string   `json:"name"`
-	Namespace string   `json:"namespace,omitempty"`
 	Audiences []string `json:"audiences,omitempty"`
 }
 
@@ -76,11 +74,11 @@ type remoteRef struct {
 	Property string `json:"property"`
 }
 
-// storeSpec builds the store's spec once the Vault address, the CA, the
-// service account and the namespace are known. It refuses a non-HTTPS
+// storeSpec builds the store's spec once the Vault address, the CA and the
+// service account are known. It refuses a non-HTTPS
 // address and a CA that is not a PEM certificate: with either, ESO would
 // talk to Vault in clear or fall back to the system roots.
-func storeSpec(store StoreConfig, address, caPEM, serviceAccount, namespace string) (map[string]any, error) {
+func storeSpec(store StoreConfig, address, caPEM, serviceAccount string) (map[string]any, error) {
 	u, err := url.Parse(address)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("externalsecrets: Vault address %q must be an https:// URL", address)
@@ -89,9 +87,6 @@ func storeSpec(store StoreConfig, address, caPEM, serviceAccount, namespace stri
 		return nil, fmt.Errorf("externalsecrets: the Vault CA is not a PEM certificate")
 	}
 	ref := serviceAccountRef{Name: serviceAccount, Audiences: store.Audiences}
-	if store.Cluster {
-		ref.Namespace = namespace
-	}
 	return kube.ValuesMap(secretStoreSpec{Provider: storeProvider{Vault: vaultProvider{
 		Server:   address,
 		Path:     store.Path,

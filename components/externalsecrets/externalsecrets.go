@@ -1,13 +1,17 @@
 // Package externalsecrets provides ExternalSecretsStack: the External Secrets
 // Operator (ESO) installed from its Helm chart, a dedicated service account
-// that is ESO's only identity towards Vault, a SecretStore (or
-// ClusterSecretStore) that reaches Vault over HTTPS and trusts only Vault's
-// CA, and the ExternalSecrets that copy Vault entries into Kubernetes Secrets.
+// that is ESO's only identity towards Vault, a SecretStore that reaches
+// Vault over HTTPS and trusts only Vault's CA, and the ExternalSecrets that
+// copy Vault entries into Kubernetes Secrets.
+//
+// ESO is scoped to the namespace: it watches only there, and its rights over
+// Secrets and service account tokens are a Role there, not a ClusterRole.
+// Its CRDs are kept when the release goes (helm.sh/resource-policy: keep).
 //
 // The chart installs cluster-scoped objects with fixed names (its CRDs and
 // the ValidatingWebhookConfigurations "secretstore-validate" and
 // "externalsecret-validate"), so one cluster holds one ExternalSecretsStack;
-// every namespaced name derives from the component name.
+// every other name derives from the component name.
 package externalsecrets
 
 import (
@@ -33,10 +37,9 @@ const DefaultChartVersion = "2.9.0"
 // ESO API of the custom resources (DESIGN decision 4: v1beta1 is no longer
 // served) and the kinds this component creates.
 const (
-	APIVersion             = "external-secrets.io/v1"
-	KindSecretStore        = "SecretStore"
-	KindClusterSecretStore = "ClusterSecretStore"
-	KindExternalSecret     = "ExternalSecret"
+	APIVersion         = "external-secrets.io/v1"
+	KindSecretStore    = "SecretStore"
+	KindExternalSecret = "ExternalSecret"
 )
 
 // ExternalSecretsStackArgs configures ExternalSecretsStack: its Config and
@@ -44,8 +47,8 @@ const (
 type ExternalSecretsStackArgs struct {
 	Config
 	// Namespace is the workload namespace (from NamespaceGuardrails). ESO,
-	// the dedicated service account, the store (unless cluster-scoped) and
-	// the ExternalSecrets all live in it. Required.
+	// the dedicated service account, the store and the ExternalSecrets all
+	// live in it, and ESO acts in it only. Required.
 	Namespace pulumi.StringInput
 	// VaultAddress is Vault's https:// address (from HardenedVault). Required.
 	VaultAddress pulumi.StringInput
@@ -64,7 +67,7 @@ type ExternalSecretsStack struct {
 
 	// StoreName is the store's metadata.name.
 	StoreName pulumi.StringOutput
-	// StoreKind is SecretStore or ClusterSecretStore.
+	// StoreKind is the store's kind, SecretStore.
 	StoreKind pulumi.StringOutput
 	// ServiceAccountName is the dedicated Vault auth service account, the
 	// name the Vault role's bound_service_account_names must list.
@@ -94,8 +97,9 @@ func NewExternalSecretsStack(ctx *pulumi.Context, name string, args *ExternalSec
 	parent := pulumi.Parent(comp)
 
 	// Tokens for this account are requested by the controller through the
-	// TokenRequest API (serviceAccountRef), which the chart's controller
-	// ClusterRole allows (serviceaccounts/token: create); no pod mounts it.
+	// TokenRequest API (serviceAccountRef), which the component's Role
+	// allows for this account alone (newControllerTokenRBAC); no pod
+	// mounts it.
 	sa, err := corev1.NewServiceAccount(ctx, name+"-vault-auth", &corev1.ServiceAccountArgs{
 		Metadata: &metav1.ObjectMetaArgs{
 			Name:      pulumi.String(a.ServiceAccount),
@@ -107,23 +111,37 @@ func NewExternalSecretsStack(ctx *pulumi.Context, name string, args *ExternalSec
 		return nil, fmt.Errorf("creating vault auth service account: %w", err)
 	}
 
-	values, err := chartValues(name, a)
+	// The values are checked once before anything is registered; the
+	// release's copy names the namespace it is scoped to.
+	if _, err := chartValues(name, "", a); err != nil {
+		return nil, err
+	}
+	values := a.Namespace.ToStringOutput().ApplyT(func(namespace string) (map[string]any, error) {
+		return chartValues(name, namespace, a)
+	}).(pulumi.MapOutput)
+	rbac, err := newCertControllerRBAC(ctx, name, a.Namespace, parent)
 	if err != nil {
 		return nil, err
 	}
+	tokenRBAC, err := newControllerTokenRBAC(ctx, name, a.Namespace, sa.Metadata.Name().Elem(), parent)
+	if err != nil {
+		return nil, err
+	}
+	rbac = append(rbac, tokenRBAC...)
 	release, err := helmv3.NewRelease(ctx, name+"-release", &helmv3.ReleaseArgs{
 		Name:           pulumi.String(name),
 		Namespace:      a.Namespace,
 		Chart:          pulumi.String("external-secrets"),
 		Version:        pulumi.String(a.ChartVersion),
 		RepositoryOpts: &helmv3.RepositoryOptsArgs{Repo: pulumi.String(a.ChartRepo)},
-		Values:         pulumi.ToMap(values),
+		Values:         values,
 		// The seed's `wait: true`: the release is done when the pods are
 		// ready, and a failed install is rolled back.
 		Atomic:    pulumi.Bool(true),
 		SkipAwait: pulumi.Bool(false),
 		Timeout:   pulumi.Int(a.TimeoutSeconds),
-	}, parent)
+		// The controllers get their rights before they start.
+	}, parent, pulumi.DependsOn(rbac))
 	if err != nil {
 		return nil, fmt.Errorf("creating external-secrets release: %w", err)
 	}
@@ -133,7 +151,7 @@ func NewExternalSecretsStack(ctx *pulumi.Context, name string, args *ExternalSec
 	storeDeps := dependencies(a.DependsOn, release, sa)
 	store, err := newStore(ctx, name+"-store", a, sa.Metadata.Name().Elem(), parent, pulumi.DependsOn(storeDeps))
 	if err != nil {
-		return nil, fmt.Errorf("creating %s: %w", a.storeKind(), err)
+		return nil, fmt.Errorf("creating %s: %w", KindSecretStore, err)
 	}
 
 	esDeps := dependencies(a.DependsOn, release, store)
@@ -174,13 +192,6 @@ func dependencies(extra []pulumi.Resource, own ...pulumi.Resource) []pulumi.Reso
 	return append(out, extra...)
 }
 
-func (a *ExternalSecretsStackArgs) storeKind() string {
-	if a.Store.Cluster {
-		return KindClusterSecretStore
-	}
-	return KindSecretStore
-}
-
 // check validates the Config and requires the inputs, before anything is
 // registered.
 func check(name string, args *ExternalSecretsStackArgs) error {
@@ -199,28 +210,23 @@ func check(name string, args *ExternalSecretsStackArgs) error {
 	return validate.Err("externalsecrets "+name+": invalid args", problems)
 }
 
-// newStore registers the SecretStore or ClusterSecretStore. Its spec waits
-// for the Vault address, the CA and the service account's name.
+// newStore registers the SecretStore in the namespace. Its spec waits for
+// the Vault address, the CA and the service account's name.
 func newStore(ctx *pulumi.Context, resourceName string, a *ExternalSecretsStackArgs, saName pulumi.StringOutput, opts ...pulumi.ResourceOption) (*apiextensions.CustomResource, error) {
-	kind := a.storeKind()
-	meta := &metav1.ObjectMetaArgs{Name: pulumi.String(a.Store.Name)}
-	if !a.Store.Cluster {
-		meta.Namespace = a.Namespace
-	}
-	spec := pulumi.All(a.VaultAddress, a.VaultCACertPEM, saName, a.Namespace).ApplyT(func(v []any) (map[string]any, error) {
-		return storeSpec(a.Store, v[0].(string), v[1].(string), v[2].(string), v[3].(string))
+	spec := pulumi.All(a.VaultAddress, a.VaultCACertPEM, saName).ApplyT(func(v []any) (map[string]any, error) {
+		return storeSpec(a.Store, v[0].(string), v[1].(string), v[2].(string))
 	}).(pulumi.MapOutput)
 	return apiextensions.NewCustomResource(ctx, resourceName, &apiextensions.CustomResourceArgs{
 		ApiVersion:  pulumi.String(APIVersion),
-		Kind:        pulumi.String(kind),
-		Metadata:    meta,
+		Kind:        pulumi.String(KindSecretStore),
+		Metadata:    &metav1.ObjectMetaArgs{Name: pulumi.String(a.Store.Name), Namespace: a.Namespace},
 		OtherFields: map[string]any{"spec": spec},
 	}, opts...)
 }
 
 // newExternalSecret registers one ExternalSecret in the namespace.
 func newExternalSecret(ctx *pulumi.Context, resourceName string, a *ExternalSecretsStackArgs, es SecretConfig, opts ...pulumi.ResourceOption) (*apiextensions.CustomResource, error) {
-	spec, err := externalSecretSpec(es, a.Store.Name, a.storeKind())
+	spec, err := externalSecretSpec(es, a.Store.Name, KindSecretStore)
 	if err != nil {
 		return nil, err
 	}

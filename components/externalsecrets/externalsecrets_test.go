@@ -2,6 +2,7 @@ package externalsecrets_test
 
 import (
 	"encoding/base64"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	helmv3 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/helm/v3"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -23,7 +25,6 @@ const (
 	releaseType        = "kubernetes:helm.sh/v3:Release"
 	serviceAccountType = "kubernetes:core/v1:ServiceAccount"
 	secretStoreType    = "kubernetes:external-secrets.io/v1:SecretStore"
-	clusterStoreType   = "kubernetes:external-secrets.io/v1:ClusterSecretStore"
 	externalSecretType = "kubernetes:external-secrets.io/v1:ExternalSecret"
 	vaultAddress       = "https://vault.production.svc:8200"
 )
@@ -374,24 +375,104 @@ func TestMonitoringFollowsPrometheusOperator(t *testing.T) {
 	}
 }
 
-func TestClusterSecretStore(t *testing.T) {
-	mon, _ := run(t, caPEM(t), func(a *externalsecrets.ExternalSecretsStackArgs) { a.Store.Cluster = true })
-	if n := len(mon.ByType(secretStoreType)); n != 0 {
-		t.Errorf("%d namespaced stores registered, want none", n)
+// TestScopedToItsNamespaceWithKeptCRDs: the values that confine ESO to the
+// namespace, turn off the kinds the platform does not use (with their
+// CRDs, as the chart asks), and keep the CRDs when the release goes; keys
+// and meanings from the chart 2.9.0's values.yaml and templates.
+func TestScopedToItsNamespaceWithKeptCRDs(t *testing.T) {
+	_, rel := run(t, caPEM(t), nil)
+	values := tests.HelmValues(t, rel)
+	for path, want := range map[string]any{
+		"scopedNamespace":                  "production",
+		"scopedRBAC":                       true,
+		"processClusterStore":              false,
+		"processClusterExternalSecret":     false,
+		"processClusterPushSecret":         false,
+		"processPushSecret":                false,
+		"crds.createSecretStore":           true,
+		"crds.createClusterSecretStore":    false,
+		"crds.createClusterExternalSecret": false,
+		"crds.createClusterPushSecret":     false,
+		"crds.createPushSecret":            false,
+		"crds.annotations":                 map[string]any{"helm.sh/resource-policy": "keep"},
+		"certController.rbac.create":       false,
+		"rbac.create":                      true,
+		"rbac.serviceAccountTokenCreate":   false,
+		"rbac.servicebindings.create":      false,
+	} {
+		got := tests.Path(values, strings.Split(path, ".")...)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("values %s = %#v, want %#v", path, got, want)
+		}
 	}
-	var store secretStore
-	tests.Decode(t, tests.MustFind(t, mon, clusterStoreType, "eso-store").Inputs, &store)
-	if store.Metadata.Namespace != "" {
-		t.Errorf("a ClusterSecretStore has no namespace, got %q", store.Metadata.Namespace)
+	// The SecretStore reconciler, which the platform's store needs, stays
+	// on: the chart's default, left unset.
+	if _, ok := values["processSecretStore"]; ok {
+		t.Error("processSecretStore is set: the SecretStore reconciler must stay on")
 	}
-	// Cluster-scoped: the account's namespace must be spelled out.
-	if ref := store.Spec.Provider.Vault.Auth.Kubernetes.ServiceAccountRef; ref.Name != "external-secrets-vault-auth" || ref.Namespace != "production" {
-		t.Errorf("serviceAccountRef = %+v, want production/external-secrets-vault-auth", ref)
+}
+
+// TestRBACNarrowerThanTheChart: the component's RBAC for the cert
+// controller, which replaces the chart's, grants no Secret cluster-wide and
+// only the webhook's certificate Secret in the namespace; the controller
+// requests tokens for the Vault auth account only.
+func TestRBACNarrowerThanTheChart(t *testing.T) {
+	mon, rel := run(t, caPEM(t), nil)
+	var cr rbacv1.ClusterRole
+	tests.Decode(t, tests.MustFind(t, mon, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "eso-cert-controller").Inputs, &cr)
+	if cr.Name != "eso-cert-controller" || len(cr.Rules) == 0 {
+		t.Fatalf("cluster role %q with %d rules", cr.Name, len(cr.Rules))
 	}
-	var es externalSecret
-	tests.Decode(t, tests.MustFind(t, mon, externalSecretType, "eso-postgres-credentials").Inputs, &es)
-	if es.Spec.SecretStoreRef.Kind != "ClusterSecretStore" {
-		t.Errorf("secretStoreRef.kind = %q, want ClusterSecretStore", es.Spec.SecretStoreRef.Kind)
+	for _, r := range cr.Rules {
+		for _, res := range r.Resources {
+			if res == "secrets" || res == "*" || strings.HasPrefix(res, "serviceaccounts") {
+				t.Errorf("the cert controller's ClusterRole grants %v on %s", r.Verbs, res)
+			}
+		}
+	}
+	var role rbacv1.Role
+	tests.Decode(t, tests.MustFind(t, mon, "kubernetes:rbac.authorization.k8s.io/v1:Role", "eso-cert-controller").Inputs, &role)
+	if role.Namespace != "production" {
+		t.Errorf("role namespace = %q", role.Namespace)
+	}
+	secretRules := 0
+	for _, r := range role.Rules {
+		if !slices.Contains(r.Resources, "secrets") {
+			continue
+		}
+		secretRules++
+		// The chart's Secret for the webhook's certificate: "<fullname>-webhook".
+		if !slices.Equal(r.ResourceNames, []string{"eso-webhook"}) || slices.Contains(r.Verbs, "list") || slices.Contains(r.Verbs, "watch") {
+			t.Errorf("secrets rule %+v: want get/update/patch on eso-webhook only", r)
+		}
+	}
+	if secretRules != 1 {
+		t.Errorf("%d rules on secrets, want 1", secretRules)
+	}
+	for _, typ := range []string{"ClusterRoleBinding", "RoleBinding"} {
+		var b rbacv1.RoleBinding
+		tests.Decode(t, tests.MustFind(t, mon, "kubernetes:rbac.authorization.k8s.io/v1:"+typ, "eso-cert-controller").Inputs, &b)
+		want := rbacv1.Subject{Kind: "ServiceAccount", Name: "eso-cert-controller", Namespace: "production"}
+		if len(b.Subjects) != 1 || b.Subjects[0] != want || b.RoleRef.Name != "eso-cert-controller" {
+			t.Errorf("%s binds %+v to %+v, want %+v", typ, b.Subjects, b.RoleRef, want)
+		}
+	}
+	// The controller (the chart's account, named after the release) may
+	// request tokens for the Vault auth account and no other.
+	var tokenRole rbacv1.Role
+	tests.Decode(t, tests.MustFind(t, mon, "kubernetes:rbac.authorization.k8s.io/v1:Role", "eso-token-request").Inputs, &tokenRole)
+	want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, ResourceNames: []string{"external-secrets-vault-auth"}, Verbs: []string{"create"}}}
+	if tokenRole.Namespace != "production" || fmt.Sprint(tokenRole.Rules) != fmt.Sprint(want) {
+		t.Errorf("token request role in %q: %+v, want %+v", tokenRole.Namespace, tokenRole.Rules, want)
+	}
+	var tokenBinding rbacv1.RoleBinding
+	tests.Decode(t, tests.MustFind(t, mon, "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "eso-token-request").Inputs, &tokenBinding)
+	if s := tokenBinding.Subjects; len(s) != 1 || s[0] != (rbacv1.Subject{Kind: "ServiceAccount", Name: "eso", Namespace: "production"}) || tokenBinding.RoleRef.Name != "eso-token-request" {
+		t.Errorf("token request binding %+v -> %+v", s, tokenBinding.RoleRef)
+	}
+	// It is the account the chart runs the cert controller as.
+	if got := tests.Path(tests.HelmValues(t, rel), "certController", "serviceAccount", "name"); got != "eso-cert-controller" {
+		t.Errorf("certController.serviceAccount.name = %v", got)
 	}
 }
 
@@ -490,6 +571,7 @@ func TestMissingOrUnsafeInputsFail(t *testing.T) {
 		{"plain http vault", func(a **externalsecrets.ExternalSecretsStackArgs) {
 			(*a).VaultAddress = pulumi.String("http://vault.production.svc:8200")
 		}, "must be an https:// URL"},
+		{"cluster store", func(a **externalsecrets.ExternalSecretsStackArgs) { (*a).Store.Cluster = true }, "eso.store.cluster: true asks for a ClusterSecretStore"},
 		{"CA not PEM", func(a **externalsecrets.ExternalSecretsStackArgs) { (*a).VaultCACertPEM = pulumi.String("") }, "not a PEM certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

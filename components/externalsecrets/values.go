@@ -9,11 +9,10 @@ import (
 )
 
 // Typed values of the external-secrets chart. Keys checked against
-// deploy/charts/external-secrets/values.yaml and values.schema.json of
-// external-secrets/external-secrets, and the chart README of version 2.0.0
-// (the newest whose version could be read; 2.9.0 itself was not in the
-// index). The schema does not forbid extra properties, so the security
-// contexts may carry fields the chart's defaults do not list.
+// values.yaml, values.schema.json and the templates of the chart 2.9.0
+// (deploy/charts/external-secrets of external-secrets/external-secrets at
+// helm-chart-2.9.0). The schema does not forbid extra properties, so the
+// security contexts may carry fields the chart's defaults do not list.
 
 // esoUID is the user the chart's default securityContext runs as
 // (runAsUser: 1000); the group and fsGroup follow it, as in the seed
@@ -27,6 +26,20 @@ type helmValues struct {
 	// installCRDs renders the CRDs from templates/crds; crds.* selects them.
 	InstallCRDs bool      `json:"installCRDs"`
 	CRDs        crdValues `json:"crds"`
+
+	// scopedNamespace and scopedRBAC confine the controller to the
+	// platform's namespace: it watches only there (--namespace), its
+	// ClusterRole and binding become a Role and RoleBinding there, and the
+	// cluster-scoped reconcilers are off.
+	ScopedNamespace string     `json:"scopedNamespace"`
+	ScopedRBAC      bool       `json:"scopedRBAC"`
+	RBAC            rbacValues `json:"rbac"`
+	// The kinds the platform does not use are not processed: no RBAC for
+	// them, no reconciler (scopedRBAC already turns the cluster ones off).
+	ProcessClusterStore          bool `json:"processClusterStore"`
+	ProcessClusterExternalSecret bool `json:"processClusterExternalSecret"`
+	ProcessClusterPushSecret     bool `json:"processClusterPushSecret"`
+	ProcessPushSecret            bool `json:"processPushSecret"`
 
 	ReplicaCount int `json:"replicaCount"`
 	// leaderElect keeps a single active controller when replicas > 1.
@@ -45,10 +58,22 @@ type helmValues struct {
 	CertController certControllerValues `json:"certController"`
 }
 
+// crdValues select the CRDs the chart renders. Each create* of a kind the
+// controller does not process is off, as the chart asks. Annotations go on
+// every CRD it renders.
 type crdValues struct {
-	CreateSecretStore        bool `json:"createSecretStore"`
-	CreateClusterSecretStore bool `json:"createClusterSecretStore"`
+	CreateSecretStore           bool              `json:"createSecretStore"`
+	CreateClusterSecretStore    bool              `json:"createClusterSecretStore"`
+	CreateClusterExternalSecret bool              `json:"createClusterExternalSecret"`
+	CreateClusterPushSecret     bool              `json:"createClusterPushSecret"`
+	CreatePushSecret            bool              `json:"createPushSecret"`
+	Annotations                 map[string]string `json:"annotations"`
 }
+
+// keepCRDs tells Helm to leave the CRDs in place when the release is
+// uninstalled, replaced, or no longer renders them: deleting a CRD deletes
+// every ExternalSecret, and with them the Secrets they own.
+var keepCRDs = map[string]string{"helm.sh/resource-policy": "keep"}
 
 type webhookValues struct {
 	ReplicaCount        int                         `json:"replicaCount"`
@@ -62,6 +87,10 @@ type webhookValues struct {
 }
 
 type certControllerValues struct {
+	// rbac.create off: the chart's ClusterRole lets the cert controller
+	// read every Secret of the cluster; the component grants it its one
+	// Secret instead (certControllerRBAC).
+	RBAC               create                      `json:"rbac"`
 	PodSecurityContext podSecurityContext          `json:"podSecurityContext"`
 	SecurityContext    containerSecurityContext    `json:"securityContext"`
 	Resources          corev1.ResourceRequirements `json:"resources"`
@@ -84,6 +113,23 @@ type enabled struct {
 	Enabled bool `json:"enabled"`
 }
 
+type create struct {
+	Create bool `json:"create"`
+}
+
+type rbacValues struct {
+	// create: the controller's Role and RoleBinding (scopedRBAC).
+	Create bool `json:"create"`
+	// serviceAccountTokenCreate off: the chart would let the controller
+	// mint tokens for every account of the namespace, Vault's and the
+	// jobs' IRSA accounts included; the component grants it the Vault auth
+	// account only (newControllerTokenRBAC).
+	ServiceAccountTokenCreate bool `json:"serviceAccountTokenCreate"`
+	// servicebindings.create off: a ClusterRole for Service Binding
+	// controllers, which the platform does not run.
+	ServiceBindings create `json:"servicebindings"`
+}
+
 type podDisruptionBudget struct {
 	Enabled      bool `json:"enabled"`
 	MinAvailable *int `json:"minAvailable,omitempty"`
@@ -102,9 +148,9 @@ type containerSecurityContext struct {
 	corev1.SecurityContext
 }
 
-// chartValues returns the release's values for the component name and its
-// defaulted args.
-func chartValues(name string, a *ExternalSecretsStackArgs) (map[string]any, error) {
+// chartValues returns the release's values for the component name, the
+// namespace it is installed in, and its defaulted args.
+func chartValues(name, namespace string, a *ExternalSecretsStackArgs) (map[string]any, error) {
 	controller, err := a.Resources.Controller.Requirements()
 	if err != nil {
 		return nil, fmt.Errorf("controller resources: %w", err)
@@ -128,7 +174,10 @@ func chartValues(name string, a *ExternalSecretsStackArgs) (map[string]any, erro
 	return kube.ValuesMap(helmValues{
 		FullnameOverride:    name,
 		InstallCRDs:         true,
-		CRDs:                crdValues{CreateSecretStore: true, CreateClusterSecretStore: true},
+		CRDs:                crdValues{CreateSecretStore: true, Annotations: keepCRDs},
+		ScopedNamespace:     namespace,
+		ScopedRBAC:          true,
+		RBAC:                rbacValues{Create: true, ServiceBindings: create{false}},
 		ReplicaCount:        a.Replicas,
 		LeaderElect:         a.Replicas > 1,
 		PodDisruptionBudget: pdb,
@@ -146,10 +195,11 @@ func chartValues(name string, a *ExternalSecretsStackArgs) (map[string]any, erro
 			ServiceAccount:      serviceAccountValues{Name: name + "-webhook"},
 		},
 		CertController: certControllerValues{
+			RBAC:               create{false},
 			PodSecurityContext: restrictedPod(),
 			SecurityContext:    restrictedContainer(),
 			Resources:          certController,
-			ServiceAccount:     serviceAccountValues{Name: name + "-cert-controller"},
+			ServiceAccount:     serviceAccountValues{Name: certControllerAccount(name)},
 		},
 	})
 }
