@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/secrets-platform/secrets-platform/internal/awspolicy"
 	"github.com/secrets-platform/secrets-platform/internal/recorder"
 	"github.com/secrets-platform/secrets-platform/stacks"
@@ -528,6 +530,95 @@ func TestReplicationRoleIsForS3OfThisAccountOnly(t *testing.T) {
 		}
 		if d.Allowed != c.allowed {
 			t.Errorf("%s for account %s: %s", c.who, c.source, d.Reason)
+		}
+	}
+}
+
+// TestEveryAnnotatedServiceAccountMayAssumeItsRole evaluates the IRSA
+// trust policies: each service account annotated with a role (the
+// Kubernetes objects, and Vault's in the chart's values) may assume it
+// with a token of the cluster's OIDC provider for the STS audience; no
+// other service account may, nor a token for another audience; and every
+// role that trusts a web identity is some service account's.
+func TestEveryAnnotatedServiceAccountMayAssumeItsRole(t *testing.T) {
+	cfg := StackConfig(t, "production", nil)
+	account := stackAccount(t, cfg)
+	mon := Run(t, "production", cfg, stacks.Run)
+	a := indexAWS(t, mon, account)
+	cluster := decodeGroup(t, cfg, recorder.Project+":kubernetes")
+	provider, _ := cluster["oidcProviderArn"].(string)
+	issuer, _ := cluster["oidcIssuer"].(string)
+	issuer = strings.TrimPrefix(issuer, "https://")
+
+	const annotation = "eks.amazonaws.com/role-arn"
+	type serviceAccount struct{ namespace, name, role string }
+	var accounts []serviceAccount
+	for _, r := range mon.ByType("kubernetes:core/v1:ServiceAccount") {
+		var sa corev1.ServiceAccount
+		Decode(t, r.Inputs, &sa)
+		if role := sa.Annotations[annotation]; role != "" {
+			accounts = append(accounts, serviceAccount{sa.Namespace, sa.Name, role})
+		}
+	}
+	for _, r := range mon.ByType("kubernetes:helm.sh/v3:Release") {
+		values := HelmValues(t, r)
+		role, _ := Path(values, "server", "serviceAccount", "annotations", annotation).(string)
+		name, _ := Path(values, "server", "serviceAccount", "name").(string)
+		namespace, _ := PlainMap(r.Inputs)["namespace"].(string)
+		if role != "" {
+			accounts = append(accounts, serviceAccount{namespace, name, role})
+		}
+	}
+
+	assume := func(sa serviceAccount, audience string) awspolicy.Decision {
+		t.Helper()
+		var trust *awspolicy.Policy
+		for _, role := range a.roles {
+			if role.arn == sa.role {
+				trust = &role.trust
+			}
+		}
+		if trust == nil {
+			t.Fatalf("service account %s/%s names role %s, which the program does not create", sa.namespace, sa.name, sa.role)
+		}
+		d, err := awspolicy.Authorize(awspolicy.Request{
+			Principal: awspolicy.Principal{Federated: provider},
+			Action:    "sts:AssumeRoleWithWebIdentity",
+			Resource:  sa.role,
+			Context: map[string]string{
+				issuer + ":sub": "system:serviceaccount:" + sa.namespace + ":" + sa.name,
+				issuer + ":aud": audience,
+			},
+		}, awspolicy.Access{Resource: trust, ResourceAccount: account, ResourcePolicyRequired: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	assumed := map[string]bool{}
+	for _, sa := range accounts {
+		assumed[sa.role] = true
+		if d := assume(sa, "sts.amazonaws.com"); !d.Allowed {
+			t.Errorf("%s/%s cannot assume its role: %s", sa.namespace, sa.name, d.Reason)
+		}
+		if d := assume(sa, "vault"); d.Allowed {
+			t.Errorf("%s/%s assumes its role with a token for another audience: %s", sa.namespace, sa.name, d.Reason)
+		}
+		other := sa
+		other.name = "default"
+		if d := assume(other, "sts.amazonaws.com"); d.Allowed {
+			t.Errorf("%s/default assumes %s: %s", sa.namespace, sa.role, d.Reason)
+		}
+	}
+	if len(accounts) == 0 {
+		t.Fatal("no service account is annotated with a role")
+	}
+	t.Logf("%d service accounts annotated with a role", len(accounts))
+	for name, role := range a.roles {
+		for _, s := range role.trust.Statement {
+			if s.Principal != nil && len(s.Principal.Federated) > 0 && !assumed[role.arn] {
+				t.Errorf("role %s trusts a web identity, but no service account names it", name)
+			}
 		}
 	}
 }
