@@ -60,6 +60,7 @@ func TestPolicySuite(t *testing.T) {
 			expectNoFindings(t, "durability", DurabilityFindings(s.resources))
 			expectNoFindings(t, "least privilege", LeastPrivilegeFindings(s.resources))
 			expectNoFindings(t, "unique names", DuplicateObjectFindings(s.resources))
+			expectNoFindings(t, "one AWS account", AccountFindings(s.resources, stackAccount(t, s.cfg)))
 			if n := len(s.mon.ByType("aws:kms/key:Key")); n == 0 {
 				t.Error("no KMS key registered: the durability check saw nothing to check")
 			}

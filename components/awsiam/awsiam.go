@@ -45,6 +45,58 @@ func (d PolicyDocument) JSON() (string, error) {
 	return string(raw), nil
 }
 
+// keyAdministration are the actions of a key's administrators in AWS's
+// default key policy: manage the key, never use it (no Encrypt, Decrypt,
+// ReEncrypt or GenerateDataKey).
+var keyAdministration = []string{
+	"kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*",
+	"kms:Update*", "kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*",
+	"kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion",
+	"kms:CancelKeyDeletion", "kms:RotateKeyOnDemand",
+}
+
+// multiRegionAdministration are what a multi-Region key's administrators
+// need besides: kms:ReplicateKey, which creating a replica asks of the
+// primary's key policy and which none of the wildcards above matches, and
+// kms:UpdatePrimaryRegion, which failing over asks of the primary's and
+// the replica's (kms:Update* matches it; it is named so that narrowing
+// that wildcard cannot break a failover). AWS's default key policy adds
+// both to multi-Region keys.
+var multiRegionAdministration = []string{"kms:ReplicateKey", "kms:UpdatePrimaryRegion"}
+
+// KeyAdministration returns the actions of a key's administrators: AWS's
+// default key policy's, and for a multi-Region key (or its replica) the
+// replication and failover actions too.
+func KeyAdministration(multiRegion bool) []string {
+	actions := append([]string(nil), keyAdministration...)
+	if multiRegion {
+		actions = append(actions, multiRegionAdministration...)
+	}
+	return actions
+}
+
+// AccountRoot is the ARN of an account's root principal: in a key policy,
+// the account's IAM policies decide who may do what the statement allows.
+func AccountRoot(partition, accountID string) string {
+	return "arn:" + partition + ":iam::" + accountID + ":root"
+}
+
+// AccountAdministersKey is the key policy statement that lets the
+// account's IAM policies decide who administers the key, and no one use
+// it: a key policy that does not allow an action cannot be overridden by
+// IAM, and one that names admin roles locks the key out the day such a
+// role is renamed. A replica carries its primary's policy, so multiRegion
+// is the primary's.
+func AccountAdministersKey(partition, accountID string, multiRegion bool) Statement {
+	return Statement{
+		Sid:       "AccountAdministersKey",
+		Effect:    "Allow",
+		Principal: map[string]any{"AWS": AccountRoot(partition, accountID)},
+		Action:    KeyAdministration(multiRegion),
+		Resource:  []string{"*"}, // in a key policy, "*" is this key
+	}
+}
+
 // ServiceAccountSubject is the `sub` claim of a projected service account
 // token: system:serviceaccount:<namespace>:<name>.
 func ServiceAccountSubject(namespace, serviceAccount string) string {

@@ -11,14 +11,6 @@ import (
 // the key opens nothing else.
 var initContext = map[string]any{"kms:EncryptionContext:purpose": "vault-init"}
 
-// keyAdministration are the actions that manage the recovery key without
-// using it: the account keeps control of the key, not of its plaintexts.
-var keyAdministration = []string{
-	"kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*",
-	"kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource",
-	"kms:UntagResource", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion",
-}
-
 // RecoveryKeyPolicy is the recovery key's policy: the account administers
 // the key, the bootstrap role may only encrypt the init object, and only
 // the break-glass principals may decrypt it; with none, the account's IAM
@@ -27,19 +19,15 @@ func RecoveryKeyPolicy(accountID, partition, bootstrapRoleARN string, breakGlass
 	if accountID == "" || bootstrapRoleARN == "" {
 		return "", fmt.Errorf("recovery key policy: account and bootstrap role are required")
 	}
-	account := "arn:" + partition + ":iam::" + accountID + ":root"
+	account := awsiam.AccountRoot(partition, accountID)
 	decrypters := breakGlass
 	if len(decrypters) == 0 {
 		decrypters = []string{account}
 	}
 	return awsiam.Document(
-		awsiam.Statement{
-			Sid:       "AdministerKey",
-			Effect:    "Allow",
-			Principal: map[string]any{"AWS": account},
-			Action:    keyAdministration,
-			Resource:  []string{"*"},
-		},
+		// The recovery key is multi-Region (newRecoveryKey), and its
+		// replica carries this policy.
+		awsiam.AccountAdministersKey(partition, accountID, true),
 		awsiam.Statement{
 			Sid:       "BootstrapEncryptsInitOutput",
 			Effect:    "Allow",

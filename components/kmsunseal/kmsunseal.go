@@ -23,15 +23,6 @@ const TypeToken = "platform:aws:KMSUnseal"
 // when it starts, Encrypt and Decrypt to wrap and unwrap its root key.
 var SealActions = []string{"kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"}
 
-// adminActions are the key administrators' actions of AWS's default key
-// policy: manage the key, never use it to encrypt or decrypt.
-var adminActions = []string{
-	"kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*",
-	"kms:Update*", "kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*",
-	"kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion",
-	"kms:CancelKeyDeletion", "kms:RotateKeyOnDemand",
-}
-
 // KMSUnsealArgs configures KMSUnseal: its Config and the inputs that come
 // from the cluster and HardenedVault.
 type KMSUnsealArgs struct {
@@ -104,7 +95,8 @@ type KMSUnseal struct {
 // policy names the roles, then the roles' inline policies naming the key.
 //
 // The key policy has two statements. The account root gets the
-// administrative actions of AWS's default key policy, so the account's IAM
+// administrative actions of AWS's default key policy for a multi-Region
+// key (replicating and failing over included), so the account's IAM
 // policies decide who manages the key and the key can never become
 // unmanageable; naming admin roles in the key policy instead would lock the
 // key out the day such a role is renamed. Encrypt and Decrypt are not among
@@ -304,13 +296,9 @@ func KeyPolicy(accountID string, roleARNs ...string) (string, error) {
 		users = roleARNs
 	}
 	return awsiam.Document(
-		awsiam.Statement{
-			Sid:       "AccountAdministersKey",
-			Effect:    "Allow",
-			Principal: map[string]any{"AWS": "arn:" + partition + ":iam::" + accountID + ":root"},
-			Action:    adminActions,
-			Resource:  []string{"*"}, // in a key policy, "*" is this key
-		},
+		// The key is multi-Region (and so is its replica, which carries
+		// this policy): administrators replicate it and fail over.
+		awsiam.AccountAdministersKey(partition, accountID, true),
 		awsiam.Statement{
 			Sid:       "VaultUsesKey",
 			Effect:    "Allow",

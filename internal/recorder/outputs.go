@@ -79,7 +79,7 @@ func (m *Monitor) mockOutputs(typeToken, name, id string, inputs resource.Proper
 	}
 
 	if strings.HasPrefix(typeToken, "aws:") {
-		arn := mockARN(typeToken, name, id, inputs)
+		arn := mockARN(m.Account(), typeToken, name, id, inputs)
 		set("arn", arn)
 		switch typeToken {
 		case "aws:kms/key:Key", "aws:kms/replicaKey:ReplicaKey":
@@ -103,7 +103,7 @@ func (m *Monitor) mockOutputs(typeToken, name, id string, inputs resource.Proper
 }
 
 // mockARN builds an ARN shaped like the real one for the resource type.
-func mockARN(typeToken, name, id string, inputs resource.PropertyMap) string {
+func mockARN(account, typeToken, name, id string, inputs resource.PropertyMap) string {
 	switch typeToken {
 	case "aws:s3/bucketV2:BucketV2", "aws:s3/bucket:Bucket":
 		if b := plainString(inputs, "bucket"); b != "" {
@@ -111,16 +111,16 @@ func mockARN(typeToken, name, id string, inputs resource.PropertyMap) string {
 		}
 		return "arn:aws:s3:::" + id
 	case "aws:iam/role:Role":
-		return "arn:aws:iam::" + MockAccountID + ":role/" + name
+		return "arn:aws:iam::" + account + ":role/" + name
 	case "aws:iam/policy:Policy":
-		return "arn:aws:iam::" + MockAccountID + ":policy/" + name
+		return "arn:aws:iam::" + account + ":policy/" + name
 	case "aws:kms/key:Key", "aws:kms/replicaKey:ReplicaKey":
-		return "arn:aws:kms:" + MockRegion + ":" + MockAccountID + ":key/" + id
+		return "arn:aws:kms:" + MockRegion + ":" + account + ":key/" + id
 	case "aws:kms/alias:Alias":
-		return "arn:aws:kms:" + MockRegion + ":" + MockAccountID + ":" + plainString(inputs, "name")
+		return "arn:aws:kms:" + MockRegion + ":" + account + ":" + plainString(inputs, "name")
 	}
 	service := strings.SplitN(strings.TrimPrefix(typeToken, "aws:"), "/", 2)[0]
-	return "arn:aws:" + service + ":" + MockRegion + ":" + MockAccountID + ":" + name
+	return "arn:aws:" + service + ":" + MockRegion + ":" + account + ":" + name
 }
 
 func plainString(m resource.PropertyMap, key string) string {

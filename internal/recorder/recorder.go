@@ -19,8 +19,12 @@ import (
 // Project is the Pulumi project name the program runs under.
 const Project = "secrets-platform"
 
-// MockAccountID is the AWS account the mocks pretend to run in.
+// MockAccountID is the AWS account the mocks pretend to run in when the
+// stack's config names none (components built in isolation).
 const MockAccountID = "123456789012"
+
+// accountConfigKey holds the stack's AWS account: unseal.accountId.
+const accountConfigKey = Project + ":unseal"
 
 // MockRegion is the AWS region mocks use when a resource does not say.
 const MockRegion = "us-east-1"
@@ -53,7 +57,10 @@ type Monitor struct {
 	// offline render sets RenderClock, so two renders are identical.
 	Clock time.Time
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// account is the AWS account the credentials would belong to: the
+	// one the stack's config names, set by Run.
+	account   string
 	resources []Resource
 	failures  map[string]error
 }
@@ -125,11 +132,12 @@ func (m *Monitor) NewResource(args pulumi.MockResourceArgs) (string, resource.Pr
 func (m *Monitor) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 	switch args.Token {
 	case "aws:index/getCallerIdentity:getCallerIdentity":
+		account := m.Account()
 		return resource.NewPropertyMapFromMap(map[string]any{
-			"accountId": MockAccountID,
-			"arn":       "arn:aws:iam::" + MockAccountID + ":user/mock",
+			"accountId": account,
+			"arn":       "arn:aws:iam::" + account + ":user/mock",
 			"userId":    "MOCK",
-			"id":        MockAccountID,
+			"id":        account,
 		}), nil
 	case "aws:index/getPartition:getPartition":
 		return resource.NewPropertyMapFromMap(map[string]any{
@@ -137,6 +145,19 @@ func (m *Monitor) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 		}), nil
 	}
 	return nil, fmt.Errorf("recorder: no mock for function %s", args.Token)
+}
+
+// Account is the AWS account the mocks answer for: the caller identity's,
+// and the account of every ARN they make up. It is the one the stack's
+// config names (unseal.accountId), as that stack's credentials would
+// belong to it, so a render shows one account; MockAccountID without one.
+func (m *Monitor) Account() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.account == "" {
+		return MockAccountID
+	}
+	return m.account
 }
 
 // Resources returns the recorded registrations in registration order.

@@ -140,6 +140,21 @@ func replaceSecure(v any, path string) (any, bool) {
 	return v, false
 }
 
+// account is the AWS account the config names (unseal.accountId), ""
+// when it names none.
+func (c StackConfig) account() string {
+	raw, ok := c.Values[accountConfigKey]
+	if !ok {
+		return ""
+	}
+	var group struct {
+		AccountID string `json:"accountId"`
+	}
+	// A malformed group is the program's to report, with its key.
+	_ = json.Unmarshal([]byte(raw), &group)
+	return group.AccountID
+}
+
 // Run executes program under a new recording monitor with the given
 // config, and returns the monitor with everything the program registered.
 func Run(stack string, cfg StackConfig, program pulumi.RunFunc) (*Monitor, error) {
@@ -158,6 +173,9 @@ func RunComponent(program pulumi.RunFunc) (*Monitor, error) {
 // engine's environment variable would tell it, but per run, so tests can
 // run in parallel.
 func (m *Monitor) Run(cfg StackConfig, program pulumi.RunFunc) error {
+	m.mu.Lock()
+	m.account = cfg.account()
+	m.mu.Unlock()
 	keys := slices.Sorted(maps.Keys(cfg.Values))
 	ctx, err := pulumi.NewContext(configkeys.WithKeys(context.Background(), keys), pulumi.RunInfo{
 		Project:          Project,
