@@ -129,7 +129,7 @@ func TestREADMENamesThePreflightChecks(t *testing.T) {
 		case slices.Contains(args, "version"):
 			return []byte(`{"serverVersion":{"gitVersion":"v1.33.0"}}`), nil
 		}
-		return nil, errors.New("Error from server (Forbidden)")
+		return nil, errors.New("forbidden")
 	}
 	target := preflight.Target{Context: "x", Namespace: "production", Voters: 3, PrometheusOperator: true,
 		Monitors:   []preflight.Object{{Kind: "ServiceMonitor"}},

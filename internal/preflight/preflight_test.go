@@ -152,7 +152,7 @@ func (c *cluster) kubectl(_ context.Context, args ...string) ([]byte, error) {
 		return nil, fmt.Errorf("error: context %q does not exist", args[1])
 	}
 	if c.unreachable {
-		return nil, errors.New("Unable to connect to the server: dial tcp 10.40.0.10:443: i/o timeout")
+		return nil, kubectlError("Unable to connect to the server: dial tcp 10.40.0.10:443: i/o timeout")
 	}
 	args = args[4:]
 	ignoreNotFound := slices.Contains(args, "--ignore-not-found")
@@ -167,7 +167,7 @@ func (c *cluster) kubectl(_ context.Context, args ...string) ([]byte, error) {
 		case ignoreNotFound:
 			return nil, nil
 		}
-		return nil, fmt.Errorf("Error from server (NotFound): %s not found", cmd)
+		return nil, kubectlError("Error from server (NotFound): " + cmd + " not found")
 	}
 	switch {
 	case cmd == "version":
@@ -216,7 +216,7 @@ func (c *cluster) kubectl(_ context.Context, args ...string) ([]byte, error) {
 			c.t.Fatal("kubectl rejects --raw with --output")
 		}
 		if c.monitoringKinds == nil {
-			return nil, errors.New("Error from server (NotFound): the server could not find the requested resource")
+			return nil, kubectlError("Error from server (NotFound): the server could not find the requested resource")
 		}
 		list := metav1.APIResourceList{GroupVersion: "monitoring.coreos.com/v1"}
 		for _, k := range c.monitoringKinds {
@@ -242,6 +242,9 @@ func (c *cluster) kubectl(_ context.Context, args ...string) ([]byte, error) {
 	c.t.Fatalf("unexpected kubectl call: %v", args)
 	return nil, nil
 }
+
+// kubectlError is an error as kubectl words it (capitalised).
+func kubectlError(msg string) error { return errors.New(msg) }
 
 func (c *cluster) json(v any) ([]byte, error) {
 	raw, err := json.Marshal(v)
@@ -296,11 +299,11 @@ func TestAHealthyClusterPassesEveryCheck(t *testing.T) {
 func TestEachCheckSeesWhatIsMissing(t *testing.T) {
 	immediate := storagev1.VolumeBindingImmediate
 	cases := []struct {
-		name   string
-		break_ func(c *cluster, tgt *Target)
-		check  string
-		status Status
-		says   string
+		name    string
+		breakIt func(c *cluster, tgt *Target)
+		check   string
+		status  Status
+		says    string
 	}{
 		{"the stack's context is not in the kubeconfig", func(c *cluster, _ *Target) { c.contexts = []string{"staging"} }, "kube context", Missing, `kubernetes.context is "production", which the kubeconfig does not have (it has staging)`},
 		{"no context named: the current one is used", func(_ *cluster, tgt *Target) { tgt.Context = "" }, "kube context", Warn, `deploys to whatever context is current (now "staging")`},
@@ -405,7 +408,7 @@ func TestEachCheckSeesWhatIsMissing(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c, tgt := healthy(t), target()
-			tc.break_(c, &tgt)
+			tc.breakIt(c, &tgt)
 			r := result(t, c, tgt, tc.check)
 			if r.Status != tc.status || !strings.Contains(r.Detail, tc.says) {
 				t.Errorf("%s: got %s %q, want %s saying %q", tc.check, r.Status, r.Detail, tc.status, tc.says)
@@ -419,13 +422,13 @@ func TestEachCheckSeesWhatIsMissing(t *testing.T) {
 
 // Without a context or an API server, the cluster checks do not run.
 func TestNoClusterSkipsTheClusterChecks(t *testing.T) {
-	for name, break_ := range map[string]func(*cluster){
+	for name, breakIt := range map[string]func(*cluster){
 		"no context":  func(c *cluster) { c.contexts = nil },
 		"unreachable": func(c *cluster) { c.unreachable = true },
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := healthy(t)
-			break_(c)
+			breakIt(c)
 			results := Run(context.Background(), c.kubectl, target())
 			last := results[len(results)-1]
 			if last.Check != "cluster checks" || last.Status != Skipped {
