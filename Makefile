@@ -5,7 +5,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 ACTIONLINT_VERSION    := v1.7.12
 TOOLS := $(CURDIR)/bin/tools
 
-.PHONY: build test lint render preview up tools vault integration
+.PHONY: build test lint render preflight preview up tools vault integration
 
 # The deploy binary Pulumi.yaml's runtime.options.binary points at: built
 # once, stripped of debug info, instead of compiled by every preview.
@@ -27,6 +27,11 @@ integration: vault
 
 render:
 	go run ./cmd/render --stack $(STACK) --out $(OUT)
+
+# Read-only checks of what the stack needs from its cluster (cmd/preflight;
+# README, "Deploying for real").
+preflight:
+	go run ./cmd/preflight --stack $(STACK)
 
 tools:
 	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
