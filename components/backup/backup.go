@@ -96,6 +96,11 @@ type RestoreDrillArgs struct {
 	// the restored root key is wrapped by that key, and only it opens it.
 	SealRegion   pulumi.StringInput
 	SealKMSKeyID pulumi.StringInput
+	// AuditDirs are the directories the cluster's file audit devices write
+	// to (absolute paths). The snapshot carries the devices, and the
+	// restored Vault opens them; the drill mounts a writable volume at
+	// each, since its root filesystem is read-only.
+	AuditDirs []string
 }
 
 // BackupBucket is the snapshot bucket, its writer role and the CronJob.
@@ -474,6 +479,7 @@ func check(name string, args *BackupBucketArgs) error {
 			problems.Required("RestoreDrill.RoleName", d.RoleName)
 			problems.Required("RestoreDrill.SealRegion", d.SealRegion)
 			problems.Required("RestoreDrill.SealKMSKeyID", d.SealKMSKeyID)
+			checkAuditDirs(&problems, d.AuditDirs)
 		}
 	}
 	return validate.Err("backup "+name+": invalid args", problems)
