@@ -130,6 +130,11 @@ func CheckCapacity(cfg *Config) error {
 		return err
 	}
 	defaults := guardrailsDefaults{cfg.Guardrails.DefaultRequest, cfg.Guardrails.DefaultLimit}
+	// Ephemeral storage is named in the summary only where the quota
+	// counts it.
+	_, countsRequests := cfg.Guardrails.Quota["requests."+string(ephemeralStorage)]
+	_, countsLimits := cfg.Guardrails.Quota["limits."+string(ephemeralStorage)]
+	countsDisk := countsRequests || countsLimits
 	for _, w := range workloads {
 		var cpu, mem, disk resource.Quantity
 		for _, c := range w.containers {
@@ -155,7 +160,7 @@ func CheckCapacity(cfg *Config) error {
 			add("requests.storage", q, w.pods)
 		}
 		part := fmt.Sprintf("%d x %s (requests cpu %s, memory %s", w.pods, w.name, cpu.String(), mem.String())
-		if !disk.IsZero() {
+		if !disk.IsZero() && countsDisk {
 			part += ", ephemeral-storage " + disk.String()
 		}
 		parts = append(parts, part+")")

@@ -17,8 +17,9 @@ import (
 // volumeClaims are every persistent volume claim mon's program asks for,
 // by where it is declared, with its storage class ("" for none): the
 // claim templates of the Helm releases' values (any enabled object with a
-// size and an access mode, the vault chart's dataStorage and
-// auditStorage), PersistentVolumeClaims, and StatefulSets' templates.
+// size and a mount path or access mode, as the vault chart's dataStorage
+// and auditStorage are), PersistentVolumeClaims, and StatefulSets'
+// templates.
 func volumeClaims(t *testing.T, mon *recorder.Monitor) map[string]string {
 	t.Helper()
 	claims := map[string]string{}
@@ -28,7 +29,8 @@ func volumeClaims(t *testing.T, mon *recorder.Monitor) map[string]string {
 		case map[string]any:
 			_, sized := v["size"]
 			_, mode := v["accessMode"]
-			if enabled, _ := v["enabled"].(bool); enabled && sized && mode {
+			_, mounted := v["mountPath"]
+			if enabled, _ := v["enabled"].(bool); enabled && sized && (mode || mounted) {
 				class, _ := v["storageClass"].(string)
 				claims[where] = class
 			}
