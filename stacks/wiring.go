@@ -130,7 +130,7 @@ func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, 
 			SealKMSKeyID: unseal.AliasName,
 			// The bootstrap's file audit device writes there; the
 			// snapshot carries it.
-			AuditDirs: []string{path.Dir(vault.AuditLogFile)},
+			AuditDir: path.Dir(vault.AuditLogFile),
 		},
 		Config:          c,
 		AccountID:       pulumi.String(cfg.Unseal.AccountID),

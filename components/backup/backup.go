@@ -96,11 +96,11 @@ type RestoreDrillArgs struct {
 	// the restored root key is wrapped by that key, and only it opens it.
 	SealRegion   pulumi.StringInput
 	SealKMSKeyID pulumi.StringInput
-	// AuditDirs are the directories the cluster's file audit devices write
-	// to (absolute paths). The snapshot carries the devices, and the
-	// restored Vault opens them; the drill mounts a writable volume at
-	// each, since its root filesystem is read-only.
-	AuditDirs []string
+	// AuditDir is the directory the cluster's file audit device writes to
+	// (an absolute path; "" for none). The snapshot carries the device and
+	// the restored Vault opens it, so the drill mounts a writable volume
+	// there: its root filesystem is read-only.
+	AuditDir string
 }
 
 // BackupBucket is the snapshot bucket, its writer role and the CronJob.
@@ -479,7 +479,7 @@ func check(name string, args *BackupBucketArgs) error {
 			problems.Required("RestoreDrill.RoleName", d.RoleName)
 			problems.Required("RestoreDrill.SealRegion", d.SealRegion)
 			problems.Required("RestoreDrill.SealKMSKeyID", d.SealKMSKeyID)
-			checkAuditDirs(&problems, d.AuditDirs)
+			checkAuditDir(&problems, d.AuditDir)
 		}
 	}
 	return validate.Err("backup "+name+": invalid args", problems)

@@ -155,7 +155,7 @@ func (b *build) newRestoreDrill(bucket *s3.BucketV2, keyARN pulumi.StringOutput)
 	if err != nil {
 		return nil, err
 	}
-	fetch, restore, err := b.drillContainers(bucket.Bucket, d.AuditDirs)
+	fetch, restore, err := b.drillContainers(bucket.Bucket, d.AuditDir)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +170,7 @@ func (b *build) newRestoreDrill(bucket *s3.BucketV2, keyARN pulumi.StringOutput)
 		emptyDir("data", storage.Data),
 		emptyDir("tmp", storage.Tmp),
 	}
-	if len(d.AuditDirs) > 0 {
+	if d.AuditDir != "" {
 		volumes = append(volumes, emptyDir(drillAuditVolume, storage.Audit))
 	}
 	pod := &corev1.PodSpecArgs{
@@ -196,8 +196,8 @@ func (b *build) newRestoreDrill(bucket *s3.BucketV2, keyARN pulumi.StringOutput)
 
 // drillContainers are the drill's two steps: download the newest snapshot
 // (an init container with the AWS CLI), then restore it into the
-// throwaway Vault, with a writable directory at each of auditDirs.
-func (b *build) drillContainers(bucket pulumi.StringOutput, auditDirs []string) (fetch, restore *corev1.ContainerArgs, err error) {
+// throwaway Vault, with a writable directory at auditDir unless it is "".
+func (b *build) drillContainers(bucket pulumi.StringOutput, auditDir string) (fetch, restore *corev1.ContainerArgs, err error) {
 	a := b.args
 	r, err := a.Drill.ContainerResources()
 	if err != nil {
@@ -243,11 +243,8 @@ func (b *build) drillContainers(bucket pulumi.StringOutput, auditDirs []string) 
 		mount("drill", DrillDir, true), mount("restore", DrillRestoreDir, true),
 		mount("data", DrillDataDir, false), mount("tmp", "/tmp", false),
 	}
-	for i, dir := range auditDirs {
-		// One volume, one sizeLimit, a subdirectory per audit directory.
-		m := mount(drillAuditVolume, dir, false)
-		m.SubPath = pulumi.String(strconv.Itoa(i))
-		restoreMounts = append(restoreMounts, m)
+	if auditDir != "" {
+		restoreMounts = append(restoreMounts, mount(drillAuditVolume, auditDir, false))
 	}
 	restore = &corev1.ContainerArgs{
 		Name:    pulumi.String("restore-drill"),
@@ -274,20 +271,20 @@ func (b *build) drillContainers(bucket pulumi.StringOutput, auditDirs []string) 
 // drillAuditVolume is the emptyDir the restored audit devices write to.
 const drillAuditVolume = "audit"
 
-// checkAuditDirs requires absolute, clean, distinct audit directories
-// that do not lie in or over the drill's own mounts.
-func checkAuditDirs(p *validate.Problems, dirs []string) {
-	own := []string{DrillDir, DrillRestoreDir, DrillDataDir, "/tmp"}
-	for i, dir := range dirs {
-		key := validate.Index("RestoreDrill.AuditDirs", i)
-		if !path.IsAbs(dir) || path.Clean(dir) != dir || dir == "/" {
-			p.Addf(key, "%q is not a clean absolute directory such as /vault/audit", dir)
-			continue
-		}
-		for _, other := range append(own, dirs[:i]...) {
-			if within(dir, other) || within(other, dir) {
-				p.Addf(key, "%q overlaps the drill's mount %s", dir, other)
-			}
+// checkAuditDir requires a clean absolute audit directory that does not
+// lie in or over the drill's own mounts.
+func checkAuditDir(p *validate.Problems, dir string) {
+	const key = "RestoreDrill.AuditDir"
+	if dir == "" {
+		return
+	}
+	if !path.IsAbs(dir) || path.Clean(dir) != dir || dir == "/" {
+		p.Addf(key, "%q is not a clean absolute directory such as /vault/audit", dir)
+		return
+	}
+	for _, own := range []string{DrillDir, DrillRestoreDir, DrillDataDir, "/tmp"} {
+		if within(dir, own) || within(own, dir) {
+			p.Addf(key, "%q overlaps the drill's mount %s", dir, own)
 		}
 	}
 }

@@ -351,29 +351,29 @@ func TestRestoreDrillMountsAWritableAuditDirectory(t *testing.T) {
 		}
 	}
 
-	// Without audit directories there is no audit volume.
+	// Without an audit directory there is no audit volume.
 	a := args()
-	a.RestoreDrill.AuditDirs = nil
+	a.RestoreDrill.AuditDir = ""
 	for _, v := range drillPod(t, a).Volumes {
 		if v.Name == vol.Name {
-			t.Errorf("volume %s exists without audit directories", v.Name)
+			t.Errorf("volume %s exists without an audit directory", v.Name)
 		}
 	}
 }
 
-// TestRestoreDrillAuditDirsAreChecked: an audit directory must be a clean
+// TestRestoreDrillAuditDirIsChecked: the audit directory must be a clean
 // absolute path that does not lie in or over the drill's own mounts.
-func TestRestoreDrillAuditDirsAreChecked(t *testing.T) {
+func TestRestoreDrillAuditDirIsChecked(t *testing.T) {
 	for dir, want := range map[string]string{
-		"vault/audit":     `RestoreDrill.AuditDirs[0]: "vault/audit" is not a clean absolute directory`,
-		"/vault/audit/":   `RestoreDrill.AuditDirs[0]: "/vault/audit/" is not a clean absolute directory`,
-		"/tmp/audit":      `RestoreDrill.AuditDirs[0]: "/tmp/audit" overlaps the drill's mount /tmp`,
-		"/vault":          `RestoreDrill.AuditDirs[0]: "/vault" overlaps the drill's mount /vault/drill`,
+		"vault/audit":     `RestoreDrill.AuditDir: "vault/audit" is not a clean absolute directory`,
+		"/vault/audit/":   `RestoreDrill.AuditDir: "/vault/audit/" is not a clean absolute directory`,
+		"/tmp/audit":      `RestoreDrill.AuditDir: "/tmp/audit" overlaps the drill's mount /tmp`,
+		"/vault":          `RestoreDrill.AuditDir: "/vault" overlaps the drill's mount /vault/drill`,
 		"/vault/drill/au": `overlaps the drill's mount /vault/drill`,
 	} {
 		_, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 			a := args()
-			a.RestoreDrill.AuditDirs = []string{dir}
+			a.RestoreDrill.AuditDir = dir
 			_, err := backup.NewBackupBucket(ctx, "snap", a)
 			return err
 		})
@@ -381,15 +381,15 @@ func TestRestoreDrillAuditDirsAreChecked(t *testing.T) {
 			t.Errorf("audit dir %q: error %v, want %q", dir, err, want)
 		}
 	}
-	// /vault/auditing is not under /vault/audit.
+	// /vault/drilling is beside /vault/drill, not in it.
 	_, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
 		a := args()
-		a.RestoreDrill.AuditDirs = []string{"/vault/audit", "/vault/auditing"}
+		a.RestoreDrill.AuditDir = "/vault/drilling"
 		_, err := backup.NewBackupBucket(ctx, "snap", a)
 		return err
 	})
 	if err != nil {
-		t.Errorf("two sibling audit directories: %v", err)
+		t.Errorf("audit directory /vault/drilling: %v", err)
 	}
 }
 

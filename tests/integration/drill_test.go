@@ -396,7 +396,7 @@ func TestRestoreDrillOpensTheSnapshotsAuditDevices(t *testing.T) {
 	if run.err != nil || !strings.Contains(run.output, "restore drill passed: ") {
 		t.Fatalf("the drill failed on the snapshot of a cluster the bootstrap configured: %v\n%s", run.err, run.output)
 	}
-	written := filepath.Join(run.volumes, auditMount.Name, auditMount.SubPath, filepath.Base(auditFile))
+	written := filepath.Join(run.volumes, auditMount.Name, filepath.Base(auditFile))
 	if _, err := os.Stat(written); err != nil {
 		t.Errorf("the restored Vault did not open its file audit device in the drill's audit volume: %v", err)
 	}
