@@ -136,7 +136,15 @@ audit_errors() {
 	restore_log | grep -E 'failed to create audit entry|created audit entry was nil|failed to setup audit' | tail -n 5 | tr '\n' ' '
 }
 audit_advice="the drill pod must mount a writable volume where the snapshot's file audit devices write (backup-and-restore.md: The restore drill failed)"
-if ! wait_until restored; then
+# A Vault that sealed after the restore stays sealed (it unseals itself
+# only when it starts): no use waiting for it.
+sealed_now() {
+	[ "$(field sealed "$(status)")" = true ] && sleep 1 && [ "$(field sealed "$(status)")" = true ]
+}
+settled() {
+	restored || sealed_now
+}
+if ! wait_until settled || ! restored; then
 	s="$(status)"
 	if [ "$(field sealed "${s}")" != false ]; then
 		if restore_log | grep -q 'failed to setup audit table'; then
