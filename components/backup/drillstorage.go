@@ -19,9 +19,11 @@ var minSnapshotSize = resource.MustParse("64Mi")
 // restoredCopies is how many times the snapshot the data volume holds at
 // the restore's peak: Vault writes the snapshot's state to a temporary
 // file (DrillTempDir), installs it as a database in Raft's snapshot store,
-// and only then moves it over its own; each is about the snapshot's size
-// (its data is encrypted, so gzip barely shrinks the snapshot), plus the
-// Raft log.
+// and only then moves it over its own, plus the Raft log. Measured with
+// Vault 1.21.0 restoring a 12.1MiB snapshot (1500 KV secrets of 8KiB):
+// the volume peaked at 29.2MiB (2.4 times; sampled every 100ms), the
+// database left behind is 16.7MiB (1.35 times). Three leaves room above
+// that peak.
 const restoredCopies = 3
 
 // Fixed sizes of the drill pod's small volumes and of its log.
