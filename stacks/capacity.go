@@ -27,7 +27,7 @@ type workload struct {
 // workloads lists what the platform runs in the namespace. Pods that the
 // charts add beyond these do not exist: the Vault agent injector is off and
 // ESO runs its three deployments.
-func (c *Config) workloads() []workload {
+func (c *Config) workloads() ([]workload, error) {
 	e := c.ExternalSecrets
 	ws := []workload{
 		{name: "vault", pods: int64(c.Vault.Replicas),
@@ -48,10 +48,68 @@ func (c *Config) workloads() []workload {
 	if d := c.Backup.Drill; d.Enabled {
 		// Forbid as well, and its schedule may meet the snapshot job's:
 		// counted beside it. Its download and restore steps share one set
-		// of resources, as the snapshot job's do.
-		ws = append(ws, workload{name: "restore drill job", pods: 1, containers: []kube.Resources{d.Resources}})
+		// of resources, as the snapshot job's do, with the ephemeral
+		// storage its volumes are sized for.
+		r, err := d.ContainerResources()
+		if err != nil {
+			return nil, fmt.Errorf("capacity of the restore drill: %w", err)
+		}
+		ws = append(ws, workload{name: "restore drill job", pods: 1, containers: []kube.Resources{r}})
 	}
-	return ws
+	return ws, nil
+}
+
+// ephemeralStorage is the resource name of a container's node disk.
+const ephemeralStorage = corev1.ResourceEphemeralStorage
+
+// withLimitRangeDefaults is what admission makes of a container's
+// resources in the namespace: the LimitRange fills in a limit and a
+// request it does not set (a missing default request is the default
+// limit), and a request missing beside a limit is the limit. Only
+// ephemeral storage is filled in: every workload sets cpu and memory.
+func withLimitRangeDefaults(r corev1.ResourceRequirements, g guardrailsDefaults) corev1.ResourceRequirements {
+	out := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	for k, v := range r.Requests {
+		out.Requests[k] = v
+	}
+	for k, v := range r.Limits {
+		out.Limits[k] = v
+	}
+	if _, set := out.Limits[ephemeralStorage]; !set {
+		if q, ok := g.limit(); ok {
+			out.Limits[ephemeralStorage] = q
+		}
+	}
+	if _, set := out.Requests[ephemeralStorage]; !set {
+		if q, ok := g.request(); ok {
+			out.Requests[ephemeralStorage] = q
+		} else if q, ok := out.Limits[ephemeralStorage]; ok {
+			out.Requests[ephemeralStorage] = q
+		}
+	}
+	return out
+}
+
+// guardrailsDefaults are the LimitRange's container defaults.
+type guardrailsDefaults struct{ defaultRequest, defaultLimit map[string]string }
+
+func (g guardrailsDefaults) request() (resource.Quantity, bool) {
+	if v, ok := g.defaultRequest[string(ephemeralStorage)]; ok {
+		q, err := resource.ParseQuantity(v)
+		return q, err == nil
+	}
+	// The API server defaults a LimitRange's missing defaultRequest to
+	// its default limit.
+	return g.limit()
+}
+
+func (g guardrailsDefaults) limit() (resource.Quantity, bool) {
+	v, ok := g.defaultLimit[string(ephemeralStorage)]
+	if !ok {
+		return resource.Quantity{}, false
+	}
+	q, err := resource.ParseQuantity(v)
+	return q, err == nil
 }
 
 // CheckCapacity fails when what the platform runs does not fit the
@@ -67,19 +125,31 @@ func CheckCapacity(cfg *Config) error {
 		}
 		totals[key] = t
 	}
-	for _, w := range cfg.workloads() {
-		var cpu, mem resource.Quantity
+	workloads, err := cfg.workloads()
+	if err != nil {
+		return err
+	}
+	defaults := guardrailsDefaults{cfg.Guardrails.DefaultRequest, cfg.Guardrails.DefaultLimit}
+	// Ephemeral storage is named in the summary only where the quota
+	// counts it.
+	_, countsRequests := cfg.Guardrails.Quota["requests."+string(ephemeralStorage)]
+	_, countsLimits := cfg.Guardrails.Quota["limits."+string(ephemeralStorage)]
+	countsDisk := countsRequests || countsLimits
+	for _, w := range workloads {
+		var cpu, mem, disk resource.Quantity
 		for _, c := range w.containers {
 			req, err := c.Requirements()
 			if err != nil {
 				return fmt.Errorf("capacity of %s: %w", w.name, err)
 			}
-			for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			req = withLimitRangeDefaults(req, defaults)
+			for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, ephemeralStorage} {
 				add("requests."+string(r), req.Requests[r], w.pods)
 				add("limits."+string(r), req.Limits[r], w.pods)
 			}
 			cpu.Add(req.Requests[corev1.ResourceCPU])
 			mem.Add(req.Requests[corev1.ResourceMemory])
+			disk.Add(req.Requests[ephemeralStorage])
 		}
 		add("pods", *resource.NewQuantity(1, resource.DecimalSI), w.pods)
 		for _, s := range w.storage {
@@ -89,7 +159,11 @@ func CheckCapacity(cfg *Config) error {
 			}
 			add("requests.storage", q, w.pods)
 		}
-		parts = append(parts, fmt.Sprintf("%d x %s (requests cpu %s, memory %s)", w.pods, w.name, cpu.String(), mem.String()))
+		part := fmt.Sprintf("%d x %s (requests cpu %s, memory %s", w.pods, w.name, cpu.String(), mem.String())
+		if !disk.IsZero() && countsDisk {
+			part += ", ephemeral-storage " + disk.String()
+		}
+		parts = append(parts, part+")")
 	}
 
 	var over []string
@@ -112,4 +186,23 @@ func CheckCapacity(cfg *Config) error {
 	sort.Strings(over)
 	return fmt.Errorf("the platform does not fit the namespace quota of %q:\n  %s\nwhat it runs: %s",
 		cfg.Namespace, strings.Join(over, "\n  "), strings.Join(parts, "; "))
+}
+
+// validateDrillSnapshotSize relates the drill's expected snapshot to the
+// voters' Raft volume: a snapshot holds what that volume holds, so a
+// larger expectation only sizes the drill's volumes for data that cannot
+// exist.
+func (c *Config) validateDrillSnapshotSize(p *validate.Problems) {
+	d := c.Backup.Drill
+	if !d.Enabled {
+		return
+	}
+	snapshot, err1 := resource.ParseQuantity(d.SnapshotSize)
+	data, err2 := resource.ParseQuantity(c.Vault.DataStorage)
+	if err1 != nil || err2 != nil {
+		return // their own groups report them
+	}
+	if snapshot.Cmp(data) > 0 {
+		p.Addf("backup.drill.snapshotSize", "%s is above vault.dataStorage %s, the Raft volume a snapshot is taken of", snapshot.String(), data.String())
+	}
 }

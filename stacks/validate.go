@@ -25,6 +25,7 @@ func (c *Config) problems() validate.Problems {
 	c.validateAWSEgress(&p)
 	p = append(p, c.Unseal.Validate("unseal")...)
 	p = append(p, c.Backup.Validate("backup")...)
+	c.validateDrillSnapshotSize(&p)
 	p = append(p, c.ExternalSecrets.Validate("externalSecrets")...)
 	p = append(p, c.Observability.Validate("observability")...)
 	p = append(p, c.Bootstrap.Validate("bootstrap")...)

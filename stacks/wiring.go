@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"fmt"
+	"path"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -128,6 +129,9 @@ func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, 
 			RoleName:     unseal.RestoreDrillRoleName,
 			SealRegion:   unseal.Region,
 			SealKMSKeyID: unseal.AliasName,
+			// The bootstrap's file audit device writes there; the
+			// snapshot carries it.
+			AuditDir: path.Dir(vault.AuditLogFile),
 		},
 		Config:          c,
 		AccountID:       pulumi.String(cfg.Unseal.AccountID),

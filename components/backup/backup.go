@@ -96,6 +96,11 @@ type RestoreDrillArgs struct {
 	// the restored root key is wrapped by that key, and only it opens it.
 	SealRegion   pulumi.StringInput
 	SealKMSKeyID pulumi.StringInput
+	// AuditDir is the directory the cluster's file audit device writes to
+	// (an absolute path; "" for none). The snapshot carries the device and
+	// the restored Vault opens it, so the drill mounts a writable volume
+	// there: its root filesystem is read-only.
+	AuditDir string
 }
 
 // BackupBucket is the snapshot bucket, its writer role and the CronJob.
@@ -474,6 +479,7 @@ func check(name string, args *BackupBucketArgs) error {
 			problems.Required("RestoreDrill.RoleName", d.RoleName)
 			problems.Required("RestoreDrill.SealRegion", d.SealRegion)
 			problems.Required("RestoreDrill.SealKMSKeyID", d.SealKMSKeyID)
+			checkAuditDir(&problems, d.AuditDir)
 		}
 	}
 	return validate.Err("backup "+name+": invalid args", problems)

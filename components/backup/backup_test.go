@@ -70,6 +70,7 @@ func args() *backup.BackupBucketArgs {
 			RoleName:     pulumi.String("unseal-restore-drill"),
 			SealRegion:   pulumi.String("eu-west-1"),
 			SealKMSKeyID: pulumi.String("alias/production-vault-unseal"),
+			AuditDir:     "/vault/audit",
 		},
 	}
 }

@@ -78,10 +78,16 @@ type DrillConfig struct {
 	// ServiceAccount is the drill's service account, which its IRSA role
 	// trusts. Default: vault-restore-drill.
 	ServiceAccount string `json:"serviceAccount,omitempty"`
-	// Resources are each drill container's requests and limits (the
-	// download, then the throwaway Vault). Default: requests cpu 100m,
-	// memory 256Mi; limits cpu 1, memory 1Gi.
+	// Resources are each drill container's cpu and memory requests and
+	// limits (the download, then the throwaway Vault); their
+	// ephemeral-storage follows from snapshotSize. Default: requests cpu
+	// 100m, memory 256Mi; limits cpu 1, memory 1Gi.
 	Resources kube.Resources `json:"resources"`
+	// SnapshotSize is the largest snapshot the drill expects, a quantity
+	// from 64Mi to vault.dataStorage: the download refuses a larger one,
+	// and the pod's disk volumes are sized from it (the snapshot once, the
+	// restored copy three times; see DrillStorage). Default: 1Gi.
+	SnapshotSize string `json:"snapshotSize,omitempty"`
 }
 
 // DefaultConfig is where every default of Config is stated.
@@ -112,6 +118,10 @@ func DefaultConfig() Config {
 				Requests: map[string]string{"cpu": "100m", "memory": "256Mi"},
 				Limits:   map[string]string{"cpu": "1", "memory": "1Gi"},
 			},
+			// Far above what a KV store of this platform's size snapshots
+			// to (tens of MiB), and its volumes (about 4Gi in all) fit
+			// the 20GiB root disk of an EKS managed node.
+			SnapshotSize: "1Gi",
 		},
 	}
 }
@@ -177,6 +187,17 @@ func (d DrillConfig) validate(p *validate.Problems, path, snapshotAccount string
 		p.Addf(key("serviceAccount"), "%q is also the snapshot job's; the drill needs its own, which only its IRSA role trusts", d.ServiceAccount)
 	}
 	p.WorkloadResources(key("resources"), d.Resources)
+	for _, group := range []struct {
+		name   string
+		values map[string]string
+	}{{"requests", d.Resources.Requests}, {"limits", d.Resources.Limits}} {
+		if _, set := group.values[ephemeralStorage]; set {
+			p.Addf(key("resources."+group.name+"."+ephemeralStorage), "is derived from %s, which sizes the drill's volumes; set that instead", key("snapshotSize"))
+		}
+	}
+	if q, ok := p.Quantity(key("snapshotSize"), d.SnapshotSize); ok && q.Cmp(minSnapshotSize) < 0 {
+		p.Addf(key("snapshotSize"), "%s is below %s; the throwaway Vault's own files need room beside the snapshot", q.String(), minSnapshotSize.String())
+	}
 }
 
 // replicaSuffix names the replica bucket after a named primary.

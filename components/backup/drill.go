@@ -4,6 +4,7 @@ import (
 	_ "embed" // the drill's scripts
 	"errors"
 	"fmt"
+	"path"
 	"strconv"
 
 	"github.com/hashicorp/hcl/v2/hclwrite"
@@ -14,6 +15,7 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/zclconf/go-cty/cty"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/secrets-platform/secrets-platform/components/awsiam"
 	"github.com/secrets-platform/secrets-platform/components/kube"
@@ -44,6 +46,9 @@ const (
 	DrillRestoreDir = "/restore"
 	// DrillDataDir is the throwaway Vault's Raft directory, an emptyDir.
 	DrillDataDir = "/vault/drill"
+	// DrillTempDir is the throwaway Vault's TMPDIR, on the data emptyDir:
+	// a restore first writes the snapshot's state to a temporary file.
+	DrillTempDir = DrillDataDir + "/tmp"
 	// DrillVaultAddr is the throwaway's only listener: loopback, inside the
 	// pod, which no network policy admits anything to.
 	DrillVaultAddr = "http://127.0.0.1:8200"
@@ -146,7 +151,28 @@ func (b *build) newRestoreDrill(bucket *s3.BucketV2, keyARN pulumi.StringOutput)
 		return nil, fmt.Errorf("creating restore drill ConfigMap: %w", err)
 	}
 
-	fetch, restore := b.drillContainers(bucket.Bucket)
+	storage, err := a.Drill.Storage()
+	if err != nil {
+		return nil, err
+	}
+	fetch, restore, err := b.drillContainers(bucket.Bucket, d.AuditDir)
+	if err != nil {
+		return nil, err
+	}
+	emptyDir := func(name string, size resource.Quantity) *corev1.VolumeArgs {
+		return &corev1.VolumeArgs{Name: pulumi.String(name), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String(size.String())}}
+	}
+	volumes := corev1.VolumeArray{
+		&corev1.VolumeArgs{Name: pulumi.String("drill"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{
+			Name: cm.Metadata.Name(), DefaultMode: pulumi.Int(0o444),
+		}},
+		emptyDir("restore", storage.Restore),
+		emptyDir("data", storage.Data),
+		emptyDir("tmp", storage.Tmp),
+	}
+	if d.AuditDir != "" {
+		volumes = append(volumes, emptyDir(drillAuditVolume, storage.Audit))
+	}
 	pod := &corev1.PodSpecArgs{
 		ServiceAccountName:           sa.Metadata.Name(),
 		AutomountServiceAccountToken: pulumi.Bool(false),
@@ -155,14 +181,7 @@ func (b *build) newRestoreDrill(bucket *s3.BucketV2, keyARN pulumi.StringOutput)
 		SecurityContext:              kube.PodSecurityContextArgs(kube.RestrictedPodSecurityContext(runAsUser, runAsGroup, fsGroup)),
 		InitContainers:               corev1.ContainerArray{fetch},
 		Containers:                   corev1.ContainerArray{restore},
-		Volumes: corev1.VolumeArray{
-			&corev1.VolumeArgs{Name: pulumi.String("drill"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{
-				Name: cm.Metadata.Name(), DefaultMode: pulumi.Int(0o444),
-			}},
-			&corev1.VolumeArgs{Name: pulumi.String("restore"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{}},
-			&corev1.VolumeArgs{Name: pulumi.String("data"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{}},
-			&corev1.VolumeArgs{Name: pulumi.String("tmp"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("64Mi")}},
-		},
+		Volumes:                      volumes,
 	}
 	cronJob, err := b.newCronJob(b.name+"-restore-drill", scheduledJob{
 		name: drillCronJobName(b.name), labels: labels, schedule: a.Drill.Schedule,
@@ -177,10 +196,18 @@ func (b *build) newRestoreDrill(bucket *s3.BucketV2, keyARN pulumi.StringOutput)
 
 // drillContainers are the drill's two steps: download the newest snapshot
 // (an init container with the AWS CLI), then restore it into the
-// throwaway Vault.
-func (b *build) drillContainers(bucket pulumi.StringOutput) (fetch, restore *corev1.ContainerArgs) {
+// throwaway Vault, with a writable directory at auditDir unless it is "".
+func (b *build) drillContainers(bucket pulumi.StringOutput, auditDir string) (fetch, restore *corev1.ContainerArgs, err error) {
 	a := b.args
-	resources := a.Drill.Resources.Args()
+	r, err := a.Drill.ContainerResources()
+	if err != nil {
+		return nil, nil, err
+	}
+	snapshotSize, err := resource.ParseQuantity(a.Drill.SnapshotSize)
+	if err != nil {
+		return nil, nil, fmt.Errorf("restore drill snapshot size %q: %w", a.Drill.SnapshotSize, err)
+	}
+	resources := r.Args()
 	containerSC := kube.SecurityContextArgs(kube.RestrictedContainerSecurityContext(runAsUser, runAsGroup, true))
 	env := func(vars map[string]pulumi.StringInput) corev1.EnvVarArray {
 		out := corev1.EnvVarArray{&corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/tmp")}}
@@ -200,13 +227,24 @@ func (b *build) drillContainers(bucket pulumi.StringOutput) (fetch, restore *cor
 			"SNAPSHOT_BUCKET": bucket,
 			"SNAPSHOT_PREFIX": pulumi.String(a.Prefix),
 			"DRILL_SNAPSHOT":  pulumi.String(drillSnapshot),
-			"AWS_REGION":      a.Region,
+			// The restore volume holds this much; a larger snapshot is
+			// refused by name instead of evicting the pod mid-download.
+			"DRILL_SNAPSHOT_MAX_BYTES": pulumi.String(strconv.FormatInt(snapshotSize.Value(), 10)),
+			"DRILL_SNAPSHOT_SIZE":      pulumi.String(a.Drill.SnapshotSize),
+			"AWS_REGION":               a.Region,
 		}),
 		VolumeMounts: corev1.VolumeMountArray{
 			mount("drill", DrillDir, true), mount("restore", DrillRestoreDir, false), mount("tmp", "/tmp", false),
 		},
 		Resources:       resources,
 		SecurityContext: containerSC,
+	}
+	restoreMounts := corev1.VolumeMountArray{
+		mount("drill", DrillDir, true), mount("restore", DrillRestoreDir, true),
+		mount("data", DrillDataDir, false), mount("tmp", "/tmp", false),
+	}
+	if auditDir != "" {
+		restoreMounts = append(restoreMounts, mount(drillAuditVolume, auditDir, false))
 	}
 	restore = &corev1.ContainerArgs{
 		Name:    pulumi.String("restore-drill"),
@@ -219,15 +257,41 @@ func (b *build) drillContainers(bucket pulumi.StringOutput) (fetch, restore *cor
 			"DRILL_DATA":     pulumi.String(DrillDataDir),
 			"DRILL_LOG":      pulumi.String("/tmp/vault.log"),
 			"DRILL_TIMEOUT":  pulumi.String(strconv.Itoa(drillWaitSeconds)),
+			// Where a restore stages the snapshot's state: the data
+			// volume, which is sized for it, not the small /tmp.
+			"TMPDIR": pulumi.String(DrillTempDir),
 		}),
-		VolumeMounts: corev1.VolumeMountArray{
-			mount("drill", DrillDir, true), mount("restore", DrillRestoreDir, true),
-			mount("data", DrillDataDir, false), mount("tmp", "/tmp", false),
-		},
+		VolumeMounts:    restoreMounts,
 		Resources:       resources,
 		SecurityContext: containerSC,
 	}
-	return fetch, restore
+	return fetch, restore, nil
+}
+
+// drillAuditVolume is the emptyDir the restored audit devices write to.
+const drillAuditVolume = "audit"
+
+// checkAuditDir requires a clean absolute audit directory that does not
+// lie in or over the drill's own mounts.
+func checkAuditDir(p *validate.Problems, dir string) {
+	const key = "RestoreDrill.AuditDir"
+	if dir == "" {
+		return
+	}
+	if !path.IsAbs(dir) || path.Clean(dir) != dir || dir == "/" {
+		p.Addf(key, "%q is not a clean absolute directory such as /vault/audit", dir)
+		return
+	}
+	for _, own := range []string{DrillDir, DrillRestoreDir, DrillDataDir, "/tmp"} {
+		if within(dir, own) || within(own, dir) {
+			p.Addf(key, "%q overlaps the drill's mount %s", dir, own)
+		}
+	}
+}
+
+// within reports whether dir is base or lies under it.
+func within(dir, base string) bool {
+	return dir == base || len(dir) > len(base) && dir[:len(base)] == base && dir[len(base)] == '/'
 }
 
 // RestoreDrillPolicy is what the drill's role may do besides using the

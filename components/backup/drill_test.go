@@ -10,6 +10,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/secrets-platform/secrets-platform/components/backup"
 	"github.com/secrets-platform/secrets-platform/internal/recorder"
@@ -246,5 +247,177 @@ func TestDrillConfigValidation(t *testing.T) {
 		if !strings.Contains(strings.Join(got, "\n"), want) {
 			t.Errorf("problems %v lack %q", got, want)
 		}
+	}
+}
+
+// drillPod is the drill CronJob's pod spec for a.
+func drillPod(t *testing.T, a *backup.BackupBucketArgs) corev1.PodSpec {
+	t.Helper()
+	mon, _ := run(t, a)
+	return drillCronJob(t, mon).Spec.JobTemplate.Spec.Template.Spec
+}
+
+// TestRestoreDrillDiskIsSizedFromTheSnapshotSize: every emptyDir of the
+// drill pod has a sizeLimit (the kubelet evicts the pod instead of letting
+// it fill the node's disk): the download holds one snapshot, the Raft
+// volume (with Vault's TMPDIR) three; each container requests and is
+// limited to the sum of the volumes, so the pod-level limit the kubelet
+// also enforces, and the scheduler's placement, cover what it writes; the
+// download knows the most it may fetch.
+func TestRestoreDrillDiskIsSizedFromTheSnapshotSize(t *testing.T) {
+	for _, tc := range []struct {
+		snapshot                 string
+		restore, data, ephemeral string
+		maxBytes                 string
+	}{
+		{"1Gi", "1Gi", "3Gi", "4240Mi", "1073741824"}, // 1 + 3 Gi + 64Mi tmp + 64Mi audit + 16Mi logs
+		{"200Mi", "200Mi", "600Mi", "944Mi", "209715200"},
+	} {
+		t.Run(tc.snapshot, func(t *testing.T) {
+			a := args()
+			a.Drill.SnapshotSize = tc.snapshot
+			spec := drillPod(t, a)
+			limits := map[string]resource.Quantity{}
+			var sum resource.Quantity
+			for _, v := range spec.Volumes {
+				if v.EmptyDir == nil {
+					continue
+				}
+				if v.EmptyDir.SizeLimit == nil {
+					t.Errorf("emptyDir %s has no sizeLimit: it may fill the node's disk", v.Name)
+					continue
+				}
+				limits[v.Name] = *v.EmptyDir.SizeLimit
+				sum.Add(*v.EmptyDir.SizeLimit)
+			}
+			for name, want := range map[string]string{"restore": tc.restore, "data": tc.data, "tmp": "64Mi", "audit": "64Mi"} {
+				got, ok := limits[name]
+				if !ok || got.Cmp(resource.MustParse(want)) != 0 {
+					t.Errorf("emptyDir %s sizeLimit = %s (present %v), want %s", name, got.String(), ok, want)
+				}
+			}
+			for _, c := range append(spec.InitContainers, spec.Containers...) {
+				req, lim := c.Resources.Requests[corev1.ResourceEphemeralStorage], c.Resources.Limits[corev1.ResourceEphemeralStorage]
+				if req.Cmp(resource.MustParse(tc.ephemeral)) != 0 || lim.Cmp(req) != 0 {
+					t.Errorf("%s: ephemeral-storage request %s limit %s, want both %s", c.Name, req.String(), lim.String(), tc.ephemeral)
+				}
+				// The pod's limit is its one container's: it must hold
+				// every volume, or the kubelet evicts the pod first.
+				if lim.Cmp(sum) <= 0 {
+					t.Errorf("%s: ephemeral-storage limit %s does not exceed the volumes' %s", c.Name, lim.String(), sum.String())
+				}
+				if c.Resources.Limits.Memory().String() != "1Gi" {
+					t.Errorf("%s: memory limit %s, the configured one is kept", c.Name, c.Resources.Limits.Memory())
+				}
+			}
+			fetch := env(spec.InitContainers[0])
+			if fetch["DRILL_SNAPSHOT_MAX_BYTES"] != tc.maxBytes || fetch["DRILL_SNAPSHOT_SIZE"] != tc.snapshot {
+				t.Errorf("download env max %q size %q, want %s and %s", fetch["DRILL_SNAPSHOT_MAX_BYTES"], fetch["DRILL_SNAPSHOT_SIZE"], tc.maxBytes, tc.snapshot)
+			}
+			restore := spec.Containers[0]
+			e := env(restore)
+			if vol, _ := mountedVolume(t, spec, restore, e["TMPDIR"]); vol.Name != "data" {
+				t.Errorf("TMPDIR %s lies on %s, want the data volume that is sized for the restore's temporary copy", e["TMPDIR"], vol.Name)
+			}
+			if e["TMPDIR"] == e["DRILL_DATA"] || !strings.HasPrefix(e["TMPDIR"], e["DRILL_DATA"]+"/") {
+				t.Errorf("TMPDIR %s is not a directory under DRILL_DATA %s, which the drill empties on exit", e["TMPDIR"], e["DRILL_DATA"])
+			}
+		})
+	}
+}
+
+// TestRestoreDrillMountsAWritableAuditDirectory: the restored Vault opens
+// the snapshot's file audit devices at the cluster's path; the pod's root
+// filesystem is read-only, so the restore container mounts a writable
+// emptyDir there, and the download does not.
+func TestRestoreDrillMountsAWritableAuditDirectory(t *testing.T) {
+	spec := drillPod(t, args())
+	restore := spec.Containers[0]
+	if sc := restore.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Fatal("the restore container's root filesystem is writable; the audit mount would prove nothing")
+	}
+	vol, _ := mountedVolume(t, spec, restore, "/vault/audit/vault_audit.log")
+	if vol.EmptyDir == nil || vol.EmptyDir.SizeLimit == nil {
+		t.Errorf("/vault/audit is on %+v, want a sized emptyDir", vol)
+	}
+	for _, m := range restore.VolumeMounts {
+		if m.MountPath == "/vault/audit" && m.ReadOnly {
+			t.Error("/vault/audit is mounted read-only")
+		}
+	}
+	for _, m := range spec.InitContainers[0].VolumeMounts {
+		if m.Name == vol.Name {
+			t.Errorf("the download mounts the audit volume at %s", m.MountPath)
+		}
+	}
+
+	// Without an audit directory there is no audit volume.
+	a := args()
+	a.RestoreDrill.AuditDir = ""
+	for _, v := range drillPod(t, a).Volumes {
+		if v.Name == vol.Name {
+			t.Errorf("volume %s exists without an audit directory", v.Name)
+		}
+	}
+}
+
+// TestRestoreDrillAuditDirIsChecked: the audit directory must be a clean
+// absolute path that does not lie in or over the drill's own mounts.
+func TestRestoreDrillAuditDirIsChecked(t *testing.T) {
+	for dir, want := range map[string]string{
+		"vault/audit":     `RestoreDrill.AuditDir: "vault/audit" is not a clean absolute directory`,
+		"/vault/audit/":   `RestoreDrill.AuditDir: "/vault/audit/" is not a clean absolute directory`,
+		"/tmp/audit":      `RestoreDrill.AuditDir: "/tmp/audit" overlaps the drill's mount /tmp`,
+		"/vault":          `RestoreDrill.AuditDir: "/vault" overlaps the drill's mount /vault/drill`,
+		"/vault/drill/au": `overlaps the drill's mount /vault/drill`,
+	} {
+		_, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
+			a := args()
+			a.RestoreDrill.AuditDir = dir
+			_, err := backup.NewBackupBucket(ctx, "snap", a)
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("audit dir %q: error %v, want %q", dir, err, want)
+		}
+	}
+	// /vault/drilling is beside /vault/drill, not in it.
+	_, err := recorder.RunComponent(func(ctx *pulumi.Context) error {
+		a := args()
+		a.RestoreDrill.AuditDir = "/vault/drilling"
+		_, err := backup.NewBackupBucket(ctx, "snap", a)
+		return err
+	})
+	if err != nil {
+		t.Errorf("audit directory /vault/drilling: %v", err)
+	}
+}
+
+func TestDrillSnapshotSizeValidation(t *testing.T) {
+	for _, tc := range []struct {
+		mutate func(*backup.DrillConfig)
+		want   string
+	}{
+		{func(d *backup.DrillConfig) { d.SnapshotSize = "big" }, `backup.drill.snapshotSize: "big" is not a Kubernetes quantity`},
+		{func(d *backup.DrillConfig) { d.SnapshotSize = "" }, `backup.drill.snapshotSize: "" is not a Kubernetes quantity`},
+		{func(d *backup.DrillConfig) { d.SnapshotSize = "16Mi" }, "backup.drill.snapshotSize: 16Mi is below 64Mi"},
+		{func(d *backup.DrillConfig) { d.SnapshotSize = "-1Gi" }, `backup.drill.snapshotSize: "-1Gi" must not be negative`},
+		{func(d *backup.DrillConfig) { d.Resources.Limits["ephemeral-storage"] = "1Gi" },
+			"backup.drill.resources.limits.ephemeral-storage: is derived from backup.drill.snapshotSize"},
+	} {
+		c := backup.DefaultConfig()
+		tc.mutate(&c.Drill)
+		var got []string
+		for _, p := range c.Validate("backup") {
+			got = append(got, p.String())
+		}
+		if !strings.Contains(strings.Join(got, "\n"), tc.want) {
+			t.Errorf("problems %v lack %q", got, tc.want)
+		}
+	}
+	c := backup.DefaultConfig()
+	c.Drill.SnapshotSize = "64Mi"
+	if p := c.Validate("backup"); len(p) != 0 {
+		t.Errorf("64Mi, the least allowed: %v", p)
 	}
 }

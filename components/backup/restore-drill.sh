@@ -11,7 +11,14 @@
 # (its server HCL), DRILL_SNAPSHOT (the snapshot; its S3 URL in
 # DRILL_SNAPSHOT.source), DRILL_DATA (its Raft directory, removed on exit),
 # DRILL_LOG (its log file), DRILL_TIMEOUT (seconds each wait may take,
-# default 120).
+# default 120), TMPDIR (where a restore stages the snapshot's state; made
+# here, since it lies in DRILL_DATA).
+#
+# The restored Vault runs the snapshot's audit devices. Vault skips one it
+# cannot open, logging "failed to create audit entry", and when it can open
+# none it refuses to finish the restore ("failed to setup audit table") and
+# seals: either way the drill fails and says so, since the voters the
+# snapshot came from write to those paths and a restore must too.
 set -eu
 : "${VAULT_ADDR:?}" "${DRILL_CONFIG:?}" "${DRILL_SNAPSHOT:?}" "${DRILL_DATA:?}" "${DRILL_LOG:?}"
 timeout="${DRILL_TIMEOUT:-120}"
@@ -76,6 +83,9 @@ case "${index}" in
 esac
 
 # 2. A throwaway Vault with the cluster's seal.
+if [ -n "${TMPDIR:-}" ]; then
+	mkdir -p "${TMPDIR}"
+fi
 vault server -config="${DRILL_CONFIG}" >"${DRILL_LOG}" 2>&1 &
 vault_pid=$!
 answers() {
@@ -96,26 +106,58 @@ active() {
 wait_until active || fail "the throwaway Vault did not unseal with its seal after init: $(log_tail)"
 own_cluster="$(field cluster_id "$(status)")"
 
-# 3. The restore; -force because the snapshot is another cluster's.
+# 3. The restore; -force because the snapshot is another cluster's. What
+# Vault logs from here on is the restore's.
+logged="$(wc -l <"${DRILL_LOG}")"
+restore_log() {
+	tail -n "+$((logged + 1))" "${DRILL_LOG}" 2>/dev/null || true
+}
 if ! out="$(VAULT_TOKEN="${token}" vault operator raft snapshot restore -force "${DRILL_SNAPSHOT}" 2>&1)"; then
 	fail "restoring ${source} failed: ${out}"
 fi
 token=""
 
 # 4. Unsealed again, now with the snapshot's keyring: only the seal that
-# wrapped it opens it.
-restored() {
+# wrapped it opens it. Vault applies the snapshot after the call returns,
+# holding its state lock, which `vault status` waits for when it asks for
+# the leader: a second look after a first that saw the snapshot's cluster
+# sees the restore finished, or failed and sealed.
+restored_once() {
 	s="$(status)"
 	applied="$(field raft_applied_index "${s}")"
 	cluster="$(field cluster_id "${s}")"
 	[ "$(field sealed "${s}")" = false ] && [ -n "${applied}" ] && [ "${applied}" -ge "${index}" ] &&
 		[ -n "${cluster}" ] && [ "${cluster}" != "${own_cluster}" ]
 }
-if ! wait_until restored; then
+restored() {
+	restored_once && restored_once
+}
+audit_errors() {
+	restore_log | grep -E 'failed to create audit entry|created audit entry was nil|failed to setup audit' | tail -n 5 | tr '\n' ' '
+}
+audit_advice="the drill pod must mount a writable volume where the snapshot's file audit devices write (backup-and-restore.md: The restore drill failed)"
+# A Vault that sealed after the restore stays sealed (it unseals itself
+# only when it starts): no use waiting for it.
+sealed_now() {
+	[ "$(field sealed "$(status)")" = true ] && sleep 1 && [ "$(field sealed "$(status)")" = true ]
+}
+settled() {
+	restored || sealed_now
+}
+if ! wait_until settled || ! restored; then
 	s="$(status)"
 	if [ "$(field sealed "${s}")" != false ]; then
+		if restore_log | grep -q 'failed to setup audit table'; then
+			fail "after restoring ${source} the throwaway Vault sealed itself: it could open none of the snapshot's audit devices, and Vault does not run without one: $(audit_errors); ${audit_advice}"
+		fi
 		fail "after restoring ${source} the throwaway Vault is sealed: the snapshot's root key is not wrapped by this seal's key: $(log_tail)"
 	fi
 	fail "after restoring ${source} the throwaway Vault reports Raft index $(field raft_applied_index "${s}") and cluster $(field cluster_id "${s}"); want at least the snapshot's index ${index} and another cluster than its own ${own_cluster}"
 fi
-echo "restore drill passed: ${source} (Raft index ${index}) restored into a throwaway Vault, unsealed by the seal, at Raft index ${applied}, cluster ${cluster}"
+
+# 5. Every audit device of the snapshot runs: Vault only logs one it skips.
+errors="$(audit_errors)"
+if [ -n "${errors}" ]; then
+	fail "after restoring ${source} the throwaway Vault runs without some of the snapshot's audit devices: ${errors}; ${audit_advice}"
+fi
+echo "restore drill passed: ${source} (Raft index ${index}) restored into a throwaway Vault, unsealed by the seal, with every audit device, at Raft index ${applied}, cluster ${cluster}"
