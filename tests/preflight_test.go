@@ -80,15 +80,17 @@ func TestPreflightTargetIsWhatProductionCreates(t *testing.T) {
 
 // Staging runs without the Prometheus Operator: nothing to look for.
 func TestPreflightTargetOfStagingHasNoMonitors(t *testing.T) {
-	tgt, _, err := fromstack.Load(RepoRoot(), "staging")
+	tgt, cfg, err := fromstack.Load(RepoRoot(), "staging")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if tgt.Context != "staging" || tgt.PrometheusOperator || len(tgt.Monitors) != 0 || len(tgt.Dashboards) != 0 || tgt.Prober != nil {
 		t.Errorf("staging target %+v: want context staging and no monitors, dashboards or probe", tgt)
 	}
-	if tgt.StorageClass != "" {
-		t.Errorf("storage class %q: staging names none (the cluster's default)", tgt.StorageClass)
+	// EKS 1.30+ has no default class, so the stack names one and the
+	// preflight looks for exactly that one.
+	if tgt.StorageClass == "" || tgt.StorageClass != cfg.Vault.StorageClass {
+		t.Errorf("storage class %q: want staging's vault.storageClass %q", tgt.StorageClass, cfg.Vault.StorageClass)
 	}
 }
 
