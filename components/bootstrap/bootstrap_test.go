@@ -2,6 +2,7 @@ package bootstrap_test
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -223,7 +224,7 @@ func TestJobRunsRestrictedWithMemoryBackedSecrets(t *testing.T) {
 		t.Errorf("the Job's customTimeouts are %q/%q; want timeoutSeconds (1200s) for both", r.CreateTimeout, r.UpdateTimeout)
 	}
 	if d := j.Spec.ActiveDeadlineSeconds; d == nil || *d != 1200 {
-		t.Errorf("the Job's activeDeadlineSeconds is %v; want timeoutSeconds (1200)", d)
+		t.Errorf("the Job's activeDeadlineSeconds is %s; want timeoutSeconds (1200)", deref(d))
 	}
 	if j.Annotations["pulumi.com/replaceUnready"] != "true" {
 		t.Error("a failed Job would be awaited again instead of replaced")
@@ -409,4 +410,12 @@ func TestAWSCallsAreBoundedAsTheDeadlineCounts(t *testing.T) {
 			t.Errorf("the script does not pass %s to the AWS CLI", opt)
 		}
 	}
+}
+
+// deref shows an optional number, or that it is unset.
+func deref(p *int64) string {
+	if p == nil {
+		return "unset"
+	}
+	return strconv.FormatInt(*p, 10)
 }
