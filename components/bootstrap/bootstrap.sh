@@ -96,7 +96,7 @@ need_init() {
     fi
     [ -n "$unanswered" ] || return 0
     [ "$(date +%s)" -lt "$deadline" ] ||
-      fail "not initialising: no answer within ${1}s from$unanswered ($errors)${uninitialised:+; not initialised:$uninitialised}. Vault is initialised only when every voter answers uninitialised: a voter that does not answer may hold the cluster's data. Bring it up ($raft_runbook#no-active-leader), then run pulumi up again"
+      fail "not initialising: no answer$([ "$1" -eq 0 ] || echo " within ${1}s") from$unanswered ($errors)${uninitialised:+; not initialised:$uninitialised}. Vault is initialised only when every voter answers uninitialised: a voter that does not answer may hold the cluster's data. Bring it up ($raft_runbook#no-active-leader), then run pulumi up again"
     sleep 5
   done
 }
@@ -143,6 +143,14 @@ upload_needs() {
   echo "aws s3 cp to s3://${INIT_BUCKET:?}/$1 (S3 PutObject) failed: the Job's role needs s3:PutObject on ${INIT_PREFIX:?}/* of the bucket and kms:GenerateDataKey on the bucket's key ${BUCKET_KEY_ARN:?} through S3, and the pod a route to S3"
 }
 
+# tail_of prints the end of $1 (an AWS CLI error) as one line, with the
+# coreutils of the AWS CLI image.
+tail_of() {
+  end=$(echo "$1" | tail -n 3 | tr -s '\n ' '  ')
+  end=${end% }
+  echo "${end# }"
+}
+
 step_preflight() {
   if [ ! -e "$init_needed" ]; then
     log "no init ahead; nothing to prove"
@@ -155,12 +163,12 @@ step_preflight() {
   echo "publish preflight of the Vault bootstrap, $(date -u +%Y-%m-%dT%H:%M:%SZ): not an init object, no secret" >"$probe"
   if [ "${PGP_KEYS:?}" -eq 0 ]; then
     err=$(encrypt "$probe" "$probe.kms" 2>&1) ||
-      fail "publish preflight failed, so Vault is not initialised: $(encrypt_needs). AWS said: $(echo "$err" | tail -n 2 | tr '\n' ' ')"
+      fail "publish preflight failed, so Vault is not initialised: $(encrypt_needs). AWS said: $(tail_of "$err")"
     rm -f "$probe"
     probe="$probe.kms"
   fi
   err=$(upload "$probe" "$key" 2>&1) ||
-    fail "publish preflight failed, so Vault is not initialised: $(upload_needs "$key"). AWS said: $(echo "$err" | tail -n 2 | tr '\n' ' ')"
+    fail "publish preflight failed, so Vault is not initialised: $(upload_needs "$key"). AWS said: $(tail_of "$err")"
   rm -f "$probe"
   : >"$publish_proven"
   log "publish preflight: wrote s3://$INIT_BUCKET/$key as the init object will be written; Vault may be initialised"
