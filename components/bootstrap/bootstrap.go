@@ -77,7 +77,8 @@ type VaultBootstrapArgs struct {
 	Voters []Voter
 	// VaultAddress is the active node's address, for configuration (required).
 	VaultAddress pulumi.StringInput
-	// VaultImage runs the init and configure steps: the servers' (required).
+	// VaultImage runs the survey, init and configure steps: the servers'
+	// (required).
 	VaultImage pulumi.StringInput
 	// AWSCLIImage runs the preflight and publish steps (required).
 	AWSCLIImage string
