@@ -117,6 +117,8 @@ func TestBadConfigFailsBeforeAnythingIsCreated(t *testing.T) {
 			"bootstrap.recoveryThreshold: 4 must be between 1 and bootstrap.recoveryShares (3)"},
 		{"more than 10 shares", map[string]any{ns + "bootstrap": map[string]any{"recoveryShares": 11}},
 			"bootstrap.recoveryShares: 11 is outside 1..10"},
+		{"Job deadline its waits consume", map[string]any{ns + "bootstrap": map[string]any{"timeoutSeconds": 900}},
+			"bootstrap.timeoutSeconds: 900 is under 1200, what the Job may take before it fails with its own message: 3 waits for Vault of up to bootstrap.gateTimeoutSeconds (300) each"},
 		{"client role without the prefix", with("externalSecrets", func(e map[string]any) {
 			e["store"].(map[string]any)["role"] = "external-secrets"
 		}), `externalSecrets.store.role: "external-secrets" must start with bootstrap.namePrefix ("secrets-platform-")`},

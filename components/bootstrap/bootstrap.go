@@ -1,8 +1,10 @@
 // Package bootstrap provides VaultBootstrap: the Job that makes `pulumi up`
 // end with Vault initialised, configured from the stack's config and
-// healthy. It initialises Vault once (recovery shares encrypted to PGP
-// holders or the whole init output to a KMS key, published to the backup
-// bucket before anything else can fail), configures audit devices, the KV
+// healthy. It initialises Vault once, only when every voter answers
+// uninitialised and a preflight has written a probe the way the init object
+// will be written (recovery shares encrypted to PGP holders or the whole
+// init output to a KMS key, published to the backup bucket before anything
+// else can fail), configures audit devices, the KV
 // engine, Kubernetes auth, one least-privilege policy and role per client,
 // and then waits until every voter is unsealed and Raft is healthy. The Job
 // is named after a hash of what it applies, so a change runs a new one and
@@ -31,7 +33,8 @@ import (
 const TypeToken = "platform:vault:VaultBootstrap"
 
 // Script is the Job's script (bootstrap.sh): POSIX sh using the vault CLI
-// and busybox tools of the Vault image, and the AWS CLI in its publish step.
+// and busybox tools of the Vault image, and the AWS CLI in its preflight and
+// publish steps.
 //
 //go:embed bootstrap.sh
 var Script string
@@ -68,14 +71,16 @@ type VaultBootstrapArgs struct {
 	Setup VaultSetup
 	// Namespace is Vault's namespace, where the Job runs (required).
 	Namespace string
-	// Voters are the servers the Job initialises (the first) and checks,
-	// by addresses that answer before a pod is ready (required).
+	// Voters are the servers the Job surveys (it initialises the first only
+	// when every one answers uninitialised) and checks, by addresses that
+	// answer before a pod is ready (required).
 	Voters []Voter
 	// VaultAddress is the active node's address, for configuration (required).
 	VaultAddress pulumi.StringInput
-	// VaultImage runs the init and configure steps: the servers' (required).
+	// VaultImage runs the survey, init and configure steps: the servers'
+	// (required).
 	VaultImage pulumi.StringInput
-	// AWSCLIImage runs the publish step (required).
+	// AWSCLIImage runs the preflight and publish steps (required).
 	AWSCLIImage string
 	// VaultCASecretName holds the CA of Vault's certificate as ca.crt (required).
 	VaultCASecretName pulumi.StringInput
@@ -163,10 +168,11 @@ func NewVaultBootstrap(ctx *pulumi.Context, name string, args *VaultBootstrapArg
 			return nil, err
 		}
 	}
-	if err := b.newRolePolicy(role, recoveryKey); err != nil {
+	publishPolicy, err := b.newRolePolicy(role, recoveryKey)
+	if err != nil {
 		return nil, err
 	}
-	job, err := b.newJob(p, role.Arn, recoveryKey)
+	job, err := b.newJob(p, role.Arn, recoveryKey, publishPolicy)
 	if err != nil {
 		return nil, err
 	}
@@ -249,24 +255,26 @@ func (b *build) newRecoveryKey(roleARN pulumi.StringOutput) (key, replica pulumi
 }
 
 // newRolePolicy lets the role put objects under init/ only, and encrypt
-// with the recovery key (KMS mode).
-func (b *build) newRolePolicy(role *iam.Role, recoveryKey pulumi.StringOutput) error {
+// with the recovery key (KMS mode). The Job depends on it, not only on the
+// role: a role without its policy fails the publish preflight.
+func (b *build) newRolePolicy(role *iam.Role, recoveryKey pulumi.StringOutput) (*iam.RolePolicy, error) {
 	a := b.args
 	doc := pulumi.All(a.BucketARN, a.BucketKeyARN, recoveryKey).ApplyT(func(v []any) (string, error) {
 		return PublishPolicy(v[0].(string), a.InitPrefix, v[1].(string), v[2].(string), a.Region)
 	}).(pulumi.StringOutput)
-	if _, err := iam.NewRolePolicy(b.ctx, b.name+"-publish", &iam.RolePolicyArgs{
+	policy, err := iam.NewRolePolicy(b.ctx, b.name+"-publish", &iam.RolePolicyArgs{
 		Role:   role.ID(),
 		Policy: doc,
-	}, b.parent); err != nil {
-		return fmt.Errorf("creating bootstrap role policy: %w", err)
+	}, b.parent)
+	if err != nil {
+		return nil, fmt.Errorf("creating bootstrap role policy: %w", err)
 	}
-	return nil
+	return policy, nil
 }
 
 // newJob creates the service account, the ConfigMap of this revision and
-// its Job.
-func (b *build) newJob(p plan, roleARN, recoveryKey pulumi.StringOutput) (*batchv1.Job, error) {
+// its Job, which waits for the role's policy as well.
+func (b *build) newJob(p plan, roleARN, recoveryKey pulumi.StringOutput, publishPolicy *iam.RolePolicy) (*batchv1.Job, error) {
 	a := b.args
 	labels := pulumi.ToStringMap(a.PodLabels)
 	revision := b.name + "-" + p.hash()
@@ -284,14 +292,14 @@ func (b *build) newJob(p plan, roleARN, recoveryKey pulumi.StringOutput) (*batch
 		return nil, fmt.Errorf("creating bootstrap ConfigMap: %w", err)
 	}
 
-	init, publish, configure := b.containers(p, recoveryKey)
+	survey, preflight, init, publish, configure := b.containers(p, recoveryKey)
 	pod := &corev1.PodSpecArgs{
 		ServiceAccountName:           sa.Metadata.Name(),
 		AutomountServiceAccountToken: pulumi.Bool(false),
 		EnableServiceLinks:           pulumi.Bool(false),
 		RestartPolicy:                pulumi.String("Never"),
 		SecurityContext:              kube.PodSecurityContextArgs(kube.RestrictedPodSecurityContext(runAsUser, runAsGroup, runAsGroup)),
-		InitContainers:               corev1.ContainerArray{init, publish},
+		InitContainers:               corev1.ContainerArray{survey, preflight, init, publish},
 		Containers:                   corev1.ContainerArray{configure},
 		Volumes: corev1.VolumeArray{
 			&corev1.VolumeArgs{Name: pulumi.String("config"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{Name: cm.Metadata.Name()}},
@@ -333,7 +341,7 @@ func (b *build) newJob(p plan, roleARN, recoveryKey pulumi.StringOutput) (*batch
 				Spec:     pod,
 			},
 		},
-	}, b.parent, pulumi.DependsOn(append([]pulumi.Resource{sa}, a.DependsOn...)),
+	}, b.parent, pulumi.DependsOn(append([]pulumi.Resource{sa, publishPolicy}, a.DependsOn...)),
 		pulumi.Timeouts(&pulumi.CustomTimeouts{Create: timeout, Update: timeout}))
 	if err != nil {
 		return nil, fmt.Errorf("creating bootstrap Job: %w", err)
@@ -341,9 +349,10 @@ func (b *build) newJob(p plan, roleARN, recoveryKey pulumi.StringOutput) (*batch
 	return job, nil
 }
 
-// containers are the pod's three steps: init (Vault image), publish (AWS
-// CLI), configure and gate (Vault image), each running Script.
-func (b *build) containers(p plan, recoveryKey pulumi.StringOutput) (init, publish, configure *corev1.ContainerArgs) {
+// containers are the pod's five steps, each running Script: survey (Vault
+// image), preflight (AWS CLI), init (Vault image), publish (AWS CLI),
+// configure and gate (Vault image).
+func (b *build) containers(p plan, recoveryKey pulumi.StringOutput) (survey, preflight, init, publish, configure *corev1.ContainerArgs) {
 	a := b.args
 	env := func(name string, value pulumi.StringInput) *corev1.EnvVarArgs {
 		return &corev1.EnvVarArgs{Name: pulumi.String(name), Value: value}
@@ -388,7 +397,9 @@ func (b *build) containers(p plan, recoveryKey pulumi.StringOutput) (init, publi
 			SecurityContext: kube.SecurityContextArgs(kube.RestrictedContainerSecurityContext(runAsUser, runAsGroup, true)),
 		}
 	}
-	return step("init", a.VaultImage, vaultEnv, vaultMounts),
+	return step("survey", a.VaultImage, vaultEnv, vaultMounts),
+		step("preflight", pulumi.String(a.AWSCLIImage), awsEnv, base),
+		step("init", a.VaultImage, vaultEnv, vaultMounts),
 		step("publish", pulumi.String(a.AWSCLIImage), awsEnv, base),
 		step("configure", a.VaultImage, vaultEnv, vaultMounts)
 }

@@ -3,7 +3,9 @@
 # configure Vault from the stack's config, and wait until every voter is
 # healthy. One step per container of the Job's pod, in this order:
 #
-#   bootstrap.sh init       (vault image)   init voter 0 unless initialised
+#   bootstrap.sh survey     (vault image)   does Vault need init? (every voter's state)
+#   bootstrap.sh preflight  (aws-cli image) before an init: prove publishing works
+#   bootstrap.sh init       (vault image)   init, only if every voter answers uninitialised
 #   bootstrap.sh publish    (aws-cli image) encrypt and upload init's output
 #   bootstrap.sh configure  (vault image)   configure, then the health gate
 #
@@ -17,6 +19,11 @@ init_output="${SECRETS_DIR:?}/init.json"
 # PGP mode's published object: the encrypted shares alone, written by the
 # init step (the AWS CLI image has no busybox to cut them out).
 pgp_shares="$SECRETS_DIR/recovery-keys.json"
+# Hand-offs between steps: the survey found every voter uninitialised; the
+# preflight proved that what init returns can be published.
+init_needed="$SECRETS_DIR/init-needed"
+publish_proven="$SECRETS_DIR/publish-proven"
+raft_runbook=docs/runbooks/raft-and-leadership.md
 
 log() { echo "bootstrap: $*"; }
 fail() {
@@ -46,15 +53,135 @@ wait_for_status() {
   done
 }
 
-step_init() {
-  addr=$(first_voter)
-  wait_for_status "$addr" "0 2"
-  if VAULT_ADDR="$addr" vault status -format=json | grep -q '"initialized": true'; then
-    log "Vault is initialised; nothing to do"
+# voter_states asks every voter of $VOTERS for its status and sorts their
+# names into $initialised, $uninitialised and $unanswered (" name ..."),
+# with the last line of each unanswered voter's error in $errors.
+voter_states() {
+  initialised="" uninitialised="" unanswered="" errors=""
+  for v in ${VOTERS:?}; do
+    name=${v%%=*}
+    rc=0
+    status=$(VAULT_ADDR="${v#*=}" vault status -format=json 2>&1) || rc=$?
+    case "$rc:$status" in
+      [02]:*'"initialized": true'*) initialised="$initialised $name" ;;
+      [02]:*'"initialized": false'*) uninitialised="$uninitialised $name" ;;
+      *)
+        unanswered="$unanswered $name"
+        errors="${errors:+$errors; }$name: $(echo "$status" | tail -n 1)"
+        ;;
+    esac
+  done
+}
+
+# need_init succeeds when Vault must be initialised: every voter answers and
+# every voter reports uninitialised. It returns 1 as soon as one voter
+# reports initialised: Vault is, and a voter that is not (a replaced pod, an
+# empty volume) must join it; initialising it would start a second, empty
+# cluster behind the same Service. While a voter does not answer and none
+# is initialised, it asks again for up to $1 seconds, then fails: a voter
+# that does not answer may hold the cluster's data.
+need_init() {
+  deadline=$(($(date +%s) + $1))
+  while :; do
+    voter_states
+    if [ -n "$initialised" ]; then
+      if [ -z "$uninitialised$unanswered" ]; then
+        log "Vault is initialised; nothing to do"
+        return 1
+      fi
+      log "Vault is initialised; not initialising anything. Initialised:$initialised.${uninitialised:+ Not initialised:$uninitialised.}${unanswered:+ Not answering:$unanswered ($errors).}"
+      [ -z "$uninitialised" ] ||
+        log "a voter that is not initialised while others are has lost its data (a new volume) or not joined yet: it must join the cluster, never be initialised. It joins by itself (retry_join) and the health gate waits for it; if it does not join, see $raft_runbook#fewer-healthy-voters-than-configured"
+      return 1
+    fi
+    [ -n "$unanswered" ] || return 0
+    [ "$(date +%s)" -lt "$deadline" ] ||
+      fail "not initialising: no answer$([ "$1" -eq 0 ] || echo " within ${1}s") from$unanswered ($errors)${uninitialised:+; not initialised:$uninitialised}. Vault is initialised only when every voter answers uninitialised: a voter that does not answer may hold the cluster's data. Bring it up ($raft_runbook#no-active-leader), then run pulumi up again"
+    sleep 5
+  done
+}
+
+# require_auto_init fails unless the Job may initialise Vault itself.
+require_auto_init() {
+  [ "${AUTO_INIT:?}" = true ] ||
+    fail "Vault is not initialised and bootstrap.autoInit is false: run the init ceremony of docs/runbooks/install-and-init.md, create the configurator identity, then run pulumi up again"
+}
+
+step_survey() {
+  rm -f "$init_needed" "$publish_proven"
+  need_init "${GATE_TIMEOUT:?}" || return 0
+  require_auto_init
+  : >"$init_needed"
+  log "every voter answers uninitialised:$uninitialised; Vault is initialised once publishing is proven"
+}
+
+# aws_call runs the AWS CLI with the Job's bound on each attempt of a
+# request (the CLI reads the number of attempts from AWS_MAX_ATTEMPTS).
+aws_call() {
+  aws "$@" --cli-connect-timeout "${AWS_CONNECT_TIMEOUT:?}" --cli-read-timeout "${AWS_READ_TIMEOUT:?}"
+}
+
+# encrypt writes to $2 the ciphertext (base64) of file $1 under the recovery
+# key, with the init object's encryption context.
+encrypt() {
+  aws_call kms encrypt --key-id "${RECOVERY_KEY_ID:?}" --plaintext "fileb://$1" \
+    --encryption-context purpose=vault-init --query CiphertextBlob --output text >"$2"
+}
+
+# upload puts file $1 at key $2 of the bucket, encrypted with the bucket's
+# key: the headers of every object the Job writes under init/.
+upload() {
+  aws_call s3 cp "$1" "s3://${INIT_BUCKET:?}/$2" --sse aws:kms --sse-kms-key-id "${BUCKET_KEY_ARN:?}" --only-show-errors
+}
+
+# What each call needs; the messages name it, since S3 often answers a
+# refusal with a bare "Access Denied".
+encrypt_needs() {
+  echo "aws kms encrypt (KMS Encrypt) with the recovery key ${RECOVERY_KEY_ID:?} failed: the Job's role needs kms:Encrypt on that key with the encryption context purpose=vault-init (the role's policy and the key's policy both grant it), and the pod a route to KMS"
+}
+upload_needs() {
+  echo "aws s3 cp to s3://${INIT_BUCKET:?}/$1 (S3 PutObject) failed: the Job's role needs s3:PutObject on ${INIT_PREFIX:?}/* of the bucket and kms:GenerateDataKey on the bucket's key ${BUCKET_KEY_ARN:?} through S3, and the pod a route to S3"
+}
+
+# tail_of prints the end of $1 (an AWS CLI error) as one line, with the
+# coreutils of the AWS CLI image.
+tail_of() {
+  end=$(echo "$1" | tail -n 3 | tr -s '\n ' '  ')
+  end=${end% }
+  echo "${end# }"
+}
+
+step_preflight() {
+  if [ ! -e "$init_needed" ]; then
+    log "no init ahead; nothing to prove"
     return
   fi
-  [ "${AUTO_INIT:?}" = true ] || fail "Vault is not initialised and bootstrap.autoInit is false: run the init ceremony of docs/runbooks/install-and-init.md, create the configurator identity, then run pulumi up again"
+  # One key that each run overwrites: the role may put objects but not
+  # delete them, and versioning keeps every version anyway.
+  key="${INIT_PREFIX:?}/preflight-probe"
+  probe="$SECRETS_DIR/preflight-probe"
+  echo "publish preflight of the Vault bootstrap, $(date -u +%Y-%m-%dT%H:%M:%SZ): not an init object, no secret" >"$probe"
+  if [ "${PGP_KEYS:?}" -eq 0 ]; then
+    err=$(encrypt "$probe" "$probe.kms" 2>&1) ||
+      fail "publish preflight failed, so Vault is not initialised: $(encrypt_needs). AWS said: $(tail_of "$err")"
+    rm -f "$probe"
+    probe="$probe.kms"
+  fi
+  err=$(upload "$probe" "$key" 2>&1) ||
+    fail "publish preflight failed, so Vault is not initialised: $(upload_needs "$key"). AWS said: $(tail_of "$err")"
+  rm -f "$probe"
+  : >"$publish_proven"
+  log "publish preflight: wrote s3://$INIT_BUCKET/$key as the init object will be written; Vault may be initialised"
+}
 
+step_init() {
+  # Once more, without waiting: the survey's answer may be stale.
+  need_init 0 || return 0
+  require_auto_init
+  [ -e "$publish_proven" ] ||
+    fail "not initialising: publishing is not proven (the preflight step did not run or failed); run pulumi up again"
+
+  addr=$(first_voter)
   set -- -format=json -recovery-shares="${RECOVERY_SHARES:?}" -recovery-threshold="${RECOVERY_THRESHOLD:?}"
   if [ "${PGP_KEYS:?}" -gt 0 ]; then
     keys="" i=0
@@ -65,6 +192,7 @@ step_init() {
     set -- "$@" -recovery-pgp-keys="$keys"
   fi
   VAULT_ADDR="$addr" vault operator init "$@" >"$init_output"
+  rm -f "$init_needed" "$publish_proven"
   log "initialised Vault at $addr with ${RECOVERY_SHARES} recovery shares, threshold ${RECOVERY_THRESHOLD}"
   if [ "$PGP_KEYS" -gt 0 ]; then
     recovery_keys >"$pgp_shares"
@@ -94,10 +222,9 @@ step_publish() {
     # Only KMS sees the plain output; what leaves the pod is ciphertext.
     object="$SECRETS_DIR/init.json.kms"
     key="${INIT_PREFIX:?}/$stamp-init.json.kms"
-    aws kms encrypt --key-id "${RECOVERY_KEY_ID:?}" --plaintext "fileb://$init_output" \
-      --encryption-context purpose=vault-init --query CiphertextBlob --output text >"$object"
+    encrypt "$init_output" "$object" || fail "publishing failed after init: $(encrypt_needs) (install-and-init.md, If the pod dies)"
   fi
-  aws s3 cp "$object" "s3://${INIT_BUCKET:?}/$key" --sse aws:kms --sse-kms-key-id "${BUCKET_KEY_ARN:?}" --only-show-errors
+  upload "$object" "$key" || fail "publishing failed after init: $(upload_needs "$key") (install-and-init.md, If the pod dies)"
   log "published s3://$INIT_BUCKET/$key"
 }
 
@@ -172,7 +299,7 @@ cluster_problems() {
 voter $name is unreachable: $(echo "$status" | tail -n 1)"
     elif echo "$status" | grep -q '"initialized": false'; then
       problems="$problems
-voter $name is not initialised"
+voter $name is not initialised: it must join the cluster, never be initialised ($raft_runbook#fewer-healthy-voters-than-configured)"
     elif echo "$status" | grep -q '"sealed": true'; then
       problems="$problems
 voter $name is sealed"
@@ -245,8 +372,10 @@ step_configure() {
 }
 
 case "${1:-}" in
+  survey) step_survey ;;
+  preflight) step_preflight ;;
   init) step_init ;;
   publish) step_publish ;;
   configure) step_configure ;;
-  *) fail "usage: bootstrap.sh init|publish|configure" ;;
+  *) fail "usage: bootstrap.sh survey|preflight|init|publish|configure" ;;
 esac

@@ -2,6 +2,7 @@ package bootstrap_test
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -102,7 +103,7 @@ func TestJobNameChangesWithWhatItAppliesOnly(t *testing.T) {
 			a.Setup.Clients[0].Rules = append(a.Setup.Clients[0].Rules, bootstrap.Rule{Path: "secret/data/db/c", Capabilities: []string{"read"}})
 		}, true},
 		{"a shorter token TTL", func(a *bootstrap.VaultBootstrapArgs) { a.TokenTTL = "5m" }, true},
-		{"a longer gate", func(a *bootstrap.VaultBootstrapArgs) { a.GateTimeoutSeconds = 600 }, true},
+		{"a shorter gate", func(a *bootstrap.VaultBootstrapArgs) { a.GateTimeoutSeconds = 200 }, true},
 		{"PGP holders", func(a *bootstrap.VaultBootstrapArgs) { a.RecoveryShares, a.RecoveryThreshold = 3, 2 }, true},
 		{"more memory", func(a *bootstrap.VaultBootstrapArgs) {
 			a.Resources.Limits = map[string]string{"cpu": "1", "memory": "1Gi"}
@@ -219,8 +220,11 @@ func TestJobRunsRestrictedWithMemoryBackedSecrets(t *testing.T) {
 	if j.Spec.TTLSecondsAfterFinished != nil || j.Spec.BackoffLimit == nil || *j.Spec.BackoffLimit != 0 {
 		t.Errorf("ttlSecondsAfterFinished %v, backoffLimit %v; want unset and 0", j.Spec.TTLSecondsAfterFinished, j.Spec.BackoffLimit)
 	}
-	if r := tests.MustFind(t, mon, jobType, "boot"); r.CreateTimeout != "900s" || r.UpdateTimeout != "900s" {
-		t.Errorf("the Job's customTimeouts are %q/%q; want timeoutSeconds (900s) for both", r.CreateTimeout, r.UpdateTimeout)
+	if r := tests.MustFind(t, mon, jobType, "boot"); r.CreateTimeout != "1200s" || r.UpdateTimeout != "1200s" {
+		t.Errorf("the Job's customTimeouts are %q/%q; want timeoutSeconds (1200s) for both", r.CreateTimeout, r.UpdateTimeout)
+	}
+	if d := j.Spec.ActiveDeadlineSeconds; d == nil || *d != 1200 {
+		t.Errorf("the Job's activeDeadlineSeconds is %s; want timeoutSeconds (1200)", deref(d))
 	}
 	if j.Annotations["pulumi.com/replaceUnready"] != "true" {
 		t.Error("a failed Job would be awaited again instead of replaced")
@@ -244,8 +248,8 @@ func TestJobRunsRestrictedWithMemoryBackedSecrets(t *testing.T) {
 			t.Errorf("step %s has no requests or limits", c.Name)
 		}
 	}
-	if !slices.Equal(names, []string{"init", "publish", "configure"}) {
-		t.Errorf("steps %v; want init, publish, configure in that order", names)
+	if want := []string{"survey", "preflight", "init", "publish", "configure"}; !slices.Equal(names, want) {
+		t.Errorf("steps %v; want %v in that order: publishing is proven before init", names, want)
 	}
 }
 
@@ -368,4 +372,50 @@ func TestRecoveryKeyFollowsTheInitObjectToTheDRRegion(t *testing.T) {
 	if _, ok := run(t, args()).Find(replicaType, "boot-recovery-replica"); ok {
 		t.Error("a replica exists without a DR provider")
 	}
+}
+
+// TestJobWaitsForItsRolesPolicy: the Job depends on the role's policy, not
+// only on the role (through the service account): a role created without
+// its policy yet fails the publish preflight.
+func TestJobWaitsForItsRolesPolicy(t *testing.T) {
+	mon := run(t, args())
+	policy := tests.MustFind(t, mon, policyType, "boot-publish")
+	if j := tests.MustFind(t, mon, jobType, "boot"); !slices.Contains(j.DependsOn, policy.URN) {
+		t.Errorf("the Job depends on %v; want the role's policy %s among them", j.DependsOn, policy.URN)
+	}
+}
+
+// TestAWSCallsAreBoundedAsTheDeadlineCounts: the publish steps bound every
+// AWS call as Config.Validate assumes (5 s to connect, 15 s to read, two
+// attempts), and the script passes the bounds to the CLI.
+func TestAWSCallsAreBoundedAsTheDeadlineCounts(t *testing.T) {
+	spec := job(t, run(t, args())).Spec.Template.Spec
+	want := map[string]string{"AWS_CONNECT_TIMEOUT": "5", "AWS_READ_TIMEOUT": "15", "AWS_MAX_ATTEMPTS": "2"}
+	for _, c := range spec.InitContainers {
+		if c.Name != "preflight" && c.Name != "publish" {
+			continue
+		}
+		env := map[string]string{}
+		for _, e := range c.Env {
+			env[e.Name] = e.Value
+		}
+		for k, v := range want {
+			if env[k] != v {
+				t.Errorf("step %s: %s = %q; want %q", c.Name, k, env[k], v)
+			}
+		}
+	}
+	for _, opt := range []string{`--cli-connect-timeout "${AWS_CONNECT_TIMEOUT:?}"`, `--cli-read-timeout "${AWS_READ_TIMEOUT:?}"`} {
+		if !strings.Contains(bootstrap.Script, opt) {
+			t.Errorf("the script does not pass %s to the AWS CLI", opt)
+		}
+	}
+}
+
+// deref shows an optional number, or that it is unset.
+func deref(p *int64) string {
+	if p == nil {
+		return "unset"
+	}
+	return strconv.FormatInt(*p, 10)
 }

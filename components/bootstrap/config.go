@@ -59,8 +59,11 @@ type Config struct {
 	// to be initialised, unsealed and healthy before the Job fails.
 	// Default: 300.
 	GateTimeoutSeconds int `json:"gateTimeoutSeconds,omitempty"`
-	// TimeoutSeconds is how long `pulumi up` waits for the Job to complete
-	// (its customTimeouts); above gateTimeoutSeconds. Default: 900.
+	// TimeoutSeconds is the Job's deadline (activeDeadlineSeconds) and how
+	// long `pulumi up` waits for it (customTimeouts). At least 3 x
+	// gateTimeoutSeconds + 300, so that the Job fails with its own message
+	// before it is killed: its three waits for Vault, and its AWS calls and
+	// container starts. Default: 1200.
 	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
 	// ServiceAccount is the Job's service account, the configurator's
 	// identity in Vault. Default: vault-bootstrap.
@@ -73,6 +76,38 @@ type Config struct {
 	KeyDeletionWindowDays int `json:"-"`
 }
 
+// The Job's time: its steps wait for Vault three times, each up to
+// gateTimeoutSeconds (every voter answering, in the survey step; the active
+// voter unsealed, then the health gate, in the configure step), and call
+// AWS four times (the preflight's and the publish step's encrypt and
+// upload), each call bounded by the settings below. A Job whose deadline
+// comes first is killed without a word in its log, so timeoutSeconds must
+// cover them all.
+const (
+	gateWaits = 3
+	// awsConnectTimeout and awsReadTimeout bound each attempt of an AWS CLI
+	// request (--cli-connect-timeout, --cli-read-timeout; 60 s each by
+	// default), awsMaxAttempts the attempts (AWS_MAX_ATTEMPTS, the first
+	// included; 3 by default in the standard retry mode).
+	awsConnectTimeout = 5
+	awsReadTimeout    = 15
+	awsMaxAttempts    = 2
+	// awsMaxBackoff is the longest the standard retry mode sleeps before a
+	// retry.
+	awsMaxBackoff = 20
+	awsCalls      = 4
+	// containerStarts allows 12 s for each of the pod's five containers to
+	// start from an image already on the node.
+	containerStarts = 5 * 12
+)
+
+// jobOverheadSeconds is what the Job may spend besides its waits for
+// Vault: its AWS calls at their bounds, and its containers' starts (300).
+const jobOverheadSeconds = awsCalls*(awsMaxAttempts*(awsConnectTimeout+awsReadTimeout)+(awsMaxAttempts-1)*awsMaxBackoff) + containerStarts
+
+// jobSeconds is the longest the Job may take before it fails by itself.
+func (c Config) jobSeconds() int { return gateWaits*c.GateTimeoutSeconds + jobOverheadSeconds }
+
 // DefaultConfig is where every default of Config is stated.
 func DefaultConfig() Config {
 	return Config{
@@ -82,7 +117,7 @@ func DefaultConfig() Config {
 		NamePrefix:            "secrets-platform-",
 		TokenTTL:              "10m",
 		GateTimeoutSeconds:    300,
-		TimeoutSeconds:        900,
+		TimeoutSeconds:        1200,
 		ServiceAccount:        "vault-bootstrap",
 		KeyDeletionWindowDays: 30,
 		Resources: kube.Resources{
@@ -134,8 +169,13 @@ func (c Config) Validate(path string) []validate.Problem {
 		p.Addf(key("tokenTtl"), "%q must be a Go duration from 1m to 1h, such as 10m", c.TokenTTL)
 	}
 	p.Positive(key("gateTimeoutSeconds"), c.GateTimeoutSeconds)
-	if c.TimeoutSeconds <= c.GateTimeoutSeconds {
-		p.Addf(key("timeoutSeconds"), "%d must exceed %s (%d): the Job needs time to init and configure before its gate", c.TimeoutSeconds, key("gateTimeoutSeconds"), c.GateTimeoutSeconds)
+	if need := c.jobSeconds(); c.TimeoutSeconds < need {
+		fix := fmt.Sprintf("raise it to %d or more", need)
+		if gate := (c.TimeoutSeconds - jobOverheadSeconds) / gateWaits; gate > 0 {
+			fix += fmt.Sprintf(", or lower %s to %d or less", key("gateTimeoutSeconds"), gate)
+		}
+		p.Addf(key("timeoutSeconds"), "%d is under %d, what the Job may take before it fails with its own message: %d waits for Vault of up to %s (%d) each, and %ds for its AWS calls and container starts (a Job killed at its deadline says nothing); %s",
+			c.TimeoutSeconds, need, gateWaits, key("gateTimeoutSeconds"), c.GateTimeoutSeconds, jobOverheadSeconds, fix)
 	}
 	p.DNSLabel(key("serviceAccount"), c.ServiceAccount)
 	p.WorkloadResources(key("resources"), c.Resources)

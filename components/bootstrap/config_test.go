@@ -72,8 +72,14 @@ func TestConfigNamesTheKeyTheValueAndWhatIsAllowed(t *testing.T) {
 			`bootstrap.namePrefix: "platform" must be lowercase`},
 		{"TTL of a day", func(c *bootstrap.Config) { c.TokenTTL = "24h" },
 			`bootstrap.tokenTtl: "24h" must be a Go duration from 1m to 1h`},
-		{"timeout under the gate", func(c *bootstrap.Config) { c.TimeoutSeconds = 300 },
-			"bootstrap.timeoutSeconds: 300 must exceed bootstrap.gateTimeoutSeconds (300)"},
+		// Three waits of 300 s and 300 s of AWS calls and container starts:
+		// the 900 s this key defaulted to left the Job killed mid-gate.
+		{"deadline the waits alone consume", func(c *bootstrap.Config) { c.TimeoutSeconds = 900 },
+			"bootstrap.timeoutSeconds: 900 is under 1200, what the Job may take before it fails with its own message: 3 waits for Vault of up to bootstrap.gateTimeoutSeconds (300) each, and 300s for its AWS calls and container starts (a Job killed at its deadline says nothing); raise it to 1200 or more, or lower bootstrap.gateTimeoutSeconds to 200 or less"},
+		{"longer gate, same deadline", func(c *bootstrap.Config) { c.GateTimeoutSeconds = 301 },
+			"bootstrap.timeoutSeconds: 1200 is under 1203"},
+		{"deadline under the overhead alone", func(c *bootstrap.Config) { c.TimeoutSeconds, c.GateTimeoutSeconds = 300, 10 },
+			"bootstrap.timeoutSeconds: 300 is under 330, what the Job may take before it fails with its own message: 3 waits for Vault of up to bootstrap.gateTimeoutSeconds (10) each, and 300s for its AWS calls and container starts (a Job killed at its deadline says nothing); raise it to 330 or more"},
 	}
 	for _, tc := range cases {
 		c := bootstrap.DefaultConfig()
@@ -94,5 +100,11 @@ func TestConfigNamesTheKeyTheValueAndWhatIsAllowed(t *testing.T) {
 	}
 	if p := bootstrap.DefaultConfig().Validate("bootstrap"); len(p) != 0 {
 		t.Errorf("the defaults are invalid: %v", p)
+	}
+	// The bound is inclusive, and a shorter gate leaves room.
+	c = bootstrap.DefaultConfig()
+	c.TimeoutSeconds, c.GateTimeoutSeconds = 900, 200
+	if p := c.Validate("bootstrap"); len(p) != 0 {
+		t.Errorf("a 900 s deadline over three 200 s waits: %v", p)
 	}
 }

@@ -140,6 +140,10 @@ func newPlan(in planInput) (plan, error) {
 		"AUDIT_FILE":         in.AuditFile,
 		"VOTERS":             strings.Join(voters, " "),
 		"GATE_TIMEOUT":       strconv.Itoa(in.GateTimeoutSeconds),
+		// The bounds of every AWS CLI call, which Config.Validate counts.
+		"AWS_CONNECT_TIMEOUT": strconv.Itoa(awsConnectTimeout),
+		"AWS_READ_TIMEOUT":    strconv.Itoa(awsReadTimeout),
+		"AWS_MAX_ATTEMPTS":    strconv.Itoa(awsMaxAttempts),
 	}
 	return plan{Files: files, Settings: settings}, nil
 }

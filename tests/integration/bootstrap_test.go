@@ -13,24 +13,42 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclwrite"
 
 	"github.com/secrets-platform/secrets-platform/components/backup"
 	"github.com/secrets-platform/secrets-platform/components/bootstrap"
 )
 
-// awsStandIn replaces the AWS CLI of the publish step. It records every
-// call's arguments, the file KMS was asked to encrypt, and each uploaded
-// file with its destination; its "ciphertext" is the plaintext rotated and
-// base64-encoded, so no share survives it in clear.
+// awsStandIn replaces the AWS CLI of the preflight and publish steps. It
+// records every call's arguments, the file KMS was asked to encrypt, and
+// each uploaded file with its destination (the last in uploaded and
+// uploaded-to, each under bucket/<bucket>/<key>); its "ciphertext" is the
+// plaintext rotated and base64-encoded, so no share survives it in clear.
+// With AWS_REFUSE set to a call ("kms encrypt", "s3 cp"), it refuses that
+// call the way AWS CLI v2 reports a denied request: the service's error
+// code and operation on stderr, exit code 254 (a service error; 1 for an
+// s3 transfer). S3 often gives no more than "Access Denied".
 const awsStandIn = `#!/bin/sh
 set -eu
 printf '%s\n' "$*" >>"$AWS_RECORD/calls"
+if [ "$1 $2" = "${AWS_REFUSE:-}" ]; then
+  case "$1 $2" in
+  "kms encrypt")
+    printf '\nAn error occurred (AccessDeniedException) when calling the Encrypt operation: User: arn:aws:sts::123456789012:assumed-role/vault-bootstrap/botocore-session-1 is not authorized to perform this operation\n' >&2
+    exit 254 ;;
+  "s3 cp")
+    echo "upload failed: $3 to $4 An error occurred (AccessDenied) when calling the PutObject operation: Access Denied" >&2
+    exit 1 ;;
+  esac
+fi
 case "$1 $2" in
 "kms encrypt")
   for a in "$@"; do case $a in fileb://*) src=${a#fileb://} ;; esac; done
@@ -40,6 +58,9 @@ case "$1 $2" in
 "s3 cp")
   cp "$3" "$AWS_RECORD/uploaded"
   echo "$4" >"$AWS_RECORD/uploaded-to"
+  object="$AWS_RECORD/bucket/${4#s3://}"
+  mkdir -p "${object%/*}"
+  cp "$3" "$object"
   ;;
 *) echo "unexpected aws call: $*" >&2; exit 1 ;;
 esac
@@ -118,7 +139,7 @@ func (b *bootstrapRun) step(job bootstrapJob, name, vaultAddr string, extra ...s
 		env[e.Name] = e.Value
 	}
 	required := []string{"CONFIG_DIR", "SECRETS_DIR", "HOME", "VOTERS", "AUDIT_FILE", "KUBERNETES_HOST", "GATE_TIMEOUT"}
-	if name != "publish" {
+	if name != "preflight" && name != "publish" { // the AWS CLI's steps
 		required = append(required, "VAULT_ADDR", "VAULT_CACERT", "JWT_FILE")
 	}
 	for _, k := range required {
@@ -154,13 +175,28 @@ func (b *bootstrapRun) step(job bootstrapJob, name, vaultAddr string, extra ...s
 	return string(out), err
 }
 
-// all runs init, publish and configure, failing the test if one fails.
+// untilConfigure runs the pod's steps before configure, in the pod's
+// order, until one fails, with the settings in extra; it returns the step
+// that failed ("" if none) and its output.
+func (b *bootstrapRun) untilConfigure(job bootstrapJob, extra ...string) (failed, output string) {
+	b.t.Helper()
+	for _, s := range job.steps {
+		if s == "configure" {
+			break
+		}
+		out, err := b.step(job, s, "", extra...)
+		if err != nil {
+			return s, out
+		}
+	}
+	return "", ""
+}
+
+// all runs every step, failing the test if one fails.
 func (b *bootstrapRun) all(job bootstrapJob) {
 	b.t.Helper()
-	for _, s := range []string{"init", "publish"} {
-		if _, err := b.step(job, s, ""); err != nil {
-			b.t.Fatalf("bootstrap.sh %s: %v", s, err)
-		}
+	if failed, out := b.untilConfigure(job); failed != "" {
+		b.t.Fatalf("bootstrap.sh %s failed:\n%s", failed, out)
 	}
 	// The first voter leads; the gate waits for the others.
 	b.c.waitUnsealed(b.c.nodes[0])
@@ -274,6 +310,7 @@ func TestBootstrapInitialisesConfiguresAndGates(t *testing.T) {
 			t.Errorf("a recovery key or the root token reached the AWS CLI outside the encrypt call's file")
 		}
 	}
+	checkPreflightLikePublish(t, string(calls))
 	if entries, _ := os.ReadDir(b.secrets); len(entries) != 1 || entries[0].Name() != "init.json.kms" {
 		t.Errorf("the secrets directory holds %v after configure; want only the ciphertext (the plain output removed)", entries)
 	}
@@ -336,7 +373,7 @@ func TestBootstrapInitialisesConfiguresAndGates(t *testing.T) {
 	conf = b.mustLogin(prefix+bootstrap.ConfiguratorName, ns, r.bootstrap.serviceAccount)
 	stateBefore := vaultState(t, conf, prefix)
 	callsBefore, _ := os.ReadFile(filepath.Join(b.record, "calls"))
-	for _, s := range []string{"init", "publish"} {
+	for _, s := range []string{"survey", "preflight", "init", "publish"} {
 		if out, err := b.step(r.bootstrap, s, ""); err != nil || !strings.Contains(out, "nothing to") {
 			t.Errorf("a second %s: %v; want nothing to do", s, err)
 		}
@@ -376,12 +413,15 @@ func TestBootstrapPGPModeEncryptsEachShareToItsHolder(t *testing.T) {
 	}})
 	c := newCluster(t, r, startTransitSeal(t), clusterOptions{})
 	b := newBootstrapRun(t, c)
-	initLog, err := b.step(r.bootstrap, "init", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.step(r.bootstrap, "publish", ""); err != nil {
-		t.Fatal(err)
+	var initLog string
+	for _, s := range []string{"survey", "preflight", "init", "publish"} {
+		out, err := b.step(r.bootstrap, s, "")
+		if err != nil {
+			t.Fatalf("bootstrap.sh %s: %v", s, err)
+		}
+		if s == "init" {
+			initLog = out
+		}
 	}
 
 	raw, err := os.ReadFile(filepath.Join(b.record, "uploaded"))
@@ -392,8 +432,13 @@ func TestBootstrapPGPModeEncryptsEachShareToItsHolder(t *testing.T) {
 	if err := json.Unmarshal(raw, &published); err != nil || len(published) != 1 || len(published["recovery_keys_b64"]) != 3 {
 		t.Fatalf("published %s; want exactly the 3 encrypted recovery keys (%v)", raw, err)
 	}
-	if calls, _ := os.ReadFile(filepath.Join(b.record, "calls")); strings.Contains(string(calls), "kms encrypt") {
+	// Publishing needs S3 alone, and the preflight proves only that.
+	calls, _ := os.ReadFile(filepath.Join(b.record, "calls"))
+	if strings.Contains(string(calls), "kms encrypt") {
 		t.Errorf("PGP mode called KMS: %s", calls)
+	}
+	if !strings.Contains(string(calls), "/"+backup.InitPrefix+"/preflight-probe ") {
+		t.Errorf("PGP mode's preflight wrote no probe under %s/: %s", backup.InitPrefix, calls)
 	}
 	var shares []string
 	for i, enc := range published["recovery_keys_b64"] {
@@ -454,13 +499,16 @@ func TestBootstrapPGPModeEncryptsEachShareToItsHolder(t *testing.T) {
 func TestBootstrapManualInitAndGate(t *testing.T) {
 	t.Parallel()
 	r := renderWith(t, map[string]any{"secrets-platform:bootstrap": map[string]any{
-		"autoInit": false, "gateTimeoutSeconds": 120, "timeoutSeconds": 300,
+		"autoInit": false, "gateTimeoutSeconds": 120, "timeoutSeconds": 660,
 	}})
 	c := newCluster(t, r, startTransitSeal(t), clusterOptions{})
 	b := newBootstrapRun(t, c)
-	out, err := b.step(r.bootstrap, "init", "")
-	if err == nil || !strings.Contains(out, "bootstrap.autoInit is false") || !strings.Contains(out, "install-and-init.md") {
-		t.Fatalf("init with autoInit false on an uninitialised Vault: %v; want a failure that names the setting and the runbook", err)
+	// The survey refuses first, in the pod; init would as well.
+	for _, s := range []string{"survey", "init"} {
+		out, err := b.step(r.bootstrap, s, "")
+		if err == nil || !strings.Contains(out, "bootstrap.autoInit is false") || !strings.Contains(out, "install-and-init.md") {
+			t.Fatalf("%s with autoInit false on an uninitialised Vault: %v; want a failure that names the setting and the runbook", s, err)
+		}
 	}
 
 	// The ceremony, then the configurator identity as install-and-init.md
@@ -490,7 +538,7 @@ func TestBootstrapManualInitAndGate(t *testing.T) {
 		other = c.nodes[1]
 	}
 	start := time.Now()
-	out, err = b.step(r.bootstrap, "configure", other.url(), "GATE_TIMEOUT=10")
+	out, err := b.step(r.bootstrap, "configure", other.url(), "GATE_TIMEOUT=10")
 	if err == nil {
 		t.Fatal("the gate passed with a sealed voter")
 	}
@@ -498,4 +546,186 @@ func TestBootstrapManualInitAndGate(t *testing.T) {
 		t.Errorf("the gate's failure does not say %q:\n%s", want, out)
 	}
 	t.Logf("the gate failed after %s", time.Since(start).Round(time.Second))
+}
+
+// checkPreflightLikePublish checks, in the AWS calls of a first run, that
+// the preflight proved what the publish step then did: the same encrypt
+// call but for its plaintext, and the same upload, headers included, but
+// for the file and the key, a fixed one under init/; and that every call
+// carries the bounds the Job's deadline counts on.
+func checkPreflightLikePublish(t *testing.T, calls string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(calls), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("%d AWS calls; want the preflight's encrypt and upload, then the publish step's:\n%s", len(lines), calls)
+	}
+	probeEncrypt, probeUpload := strings.Fields(lines[0]), strings.Fields(lines[1])
+	encrypt, upload := strings.Fields(lines[2]), strings.Fields(lines[3])
+	if strings.Join(encrypt[:2], " ") != "kms encrypt" || strings.Join(upload[:2], " ") != "s3 cp" {
+		t.Fatalf("the publish step called %q, %q; want kms encrypt, s3 cp", lines[2], lines[3])
+	}
+	withoutPlaintext := func(args []string) string {
+		return strings.Join(slices.DeleteFunc(slices.Clone(args), func(a string) bool { return strings.HasPrefix(a, "fileb://") }), " ")
+	}
+	if withoutPlaintext(probeEncrypt) != withoutPlaintext(encrypt) {
+		t.Errorf("the preflight encrypted with\n  %s\nthe publish step with\n  %s\nwant the same key and encryption context", lines[0], lines[2])
+	}
+	if len(probeUpload) != len(upload) || !slices.Equal(probeUpload[4:], upload[4:]) || probeUpload[0] != "s3" || probeUpload[1] != "cp" {
+		t.Errorf("the preflight uploaded with\n  %s\nthe publish step with\n  %s\nwant the same headers", lines[1], lines[3])
+	}
+	bucket, _, _ := strings.Cut(strings.TrimPrefix(upload[3], "s3://"), "/")
+	if want := "s3://" + bucket + "/" + backup.InitPrefix + "/preflight-probe"; len(probeUpload) < 4 || probeUpload[3] != want {
+		t.Errorf("the preflight wrote %q; want %s", probeUpload, want)
+	}
+	for _, line := range lines {
+		if !strings.Contains(line, "--cli-connect-timeout 5 --cli-read-timeout 15") {
+			t.Errorf("an AWS call without the Job's bounds: %s", line)
+		}
+	}
+}
+
+// TestBootstrapNeverInitialisesASecondCluster: the bootstrap initialises
+// Vault only when every voter answers and reports uninitialised. With one
+// voter not answering it initialises nothing and names it; and when the
+// first voter of an initialised cluster comes back with an empty volume,
+// before it has rejoined, it initialises nothing (a second, empty cluster
+// behind the same Service) and names the voters in each state.
+func TestBootstrapNeverInitialisesASecondCluster(t *testing.T) {
+	t.Parallel()
+	r := render(t)
+	c := newCluster(t, r, startTransitSeal(t), clusterOptions{})
+	b := newBootstrapRun(t, c)
+	first, last := c.nodes[0], c.nodes[len(c.nodes)-1]
+	mustBeUninitialised := func(when string, nodes ...*node) {
+		t.Helper()
+		for _, n := range nodes {
+			if h, err := c.health(n); err != nil || h.Initialized {
+				t.Fatalf("%s: %s is initialised (%+v, %v); the bootstrap must not have initialised it", when, n.name, h, err)
+			}
+		}
+	}
+	answers := func(n *node) {
+		eventually(t, 30*time.Second, n.name+" answers", func() error { _, err := c.health(n); return err })
+	}
+
+	// A new cluster whose last voter does not answer.
+	c.kill(last)
+	for _, n := range c.nodes[:len(c.nodes)-1] {
+		answers(n)
+	}
+	for _, s := range []string{"init", "survey"} {
+		out, err := b.step(r.bootstrap, s, "", "GATE_TIMEOUT=2")
+		mustBeUninitialised(s+" with "+last.name+" not answering", c.nodes[:len(c.nodes)-1]...)
+		if err == nil || !strings.Contains(out, "not initialising: no answer") || !strings.Contains(out, last.name) {
+			t.Errorf("%s with %s not answering: %v; want a failure that names it:\n%s", s, last.name, err, out)
+		}
+	}
+
+	// Initialised, then the first voter comes back with an empty volume.
+	c.start(last)
+	c.bootstrap()
+	restartEmpty(t, c, first)
+	answers(first)
+	others := make([]string, 0, len(c.nodes)-1)
+	for _, n := range c.nodes[1:] {
+		others = append(others, n.name)
+	}
+	for _, s := range []string{"survey", "init"} {
+		out, err := b.step(r.bootstrap, s, "")
+		mustBeUninitialised(s+" with "+first.name+" empty", first)
+		if err != nil {
+			t.Errorf("%s: %v; want no init and no failure: the gate waits for %s to join", s, err, first.name)
+		}
+		for _, want := range []string{
+			"Initialised: " + strings.Join(others, " ") + ".", "Not initialised: " + first.name + ".",
+			"must join the cluster, never be initialised", "raft-and-leadership.md",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s with %s empty does not say %q:\n%s", s, first.name, want, out)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(b.secrets, "init-needed")); err == nil {
+		t.Error("the survey handed an init on to the preflight")
+	}
+}
+
+// restartEmpty restarts n as a voter whose volume was replaced: its Raft
+// data gone, and, as a pod that has not rejoined yet, without retry_join
+// (with it, it would join the cluster within seconds).
+func restartEmpty(t *testing.T, c *cluster, n *node) {
+	t.Helper()
+	c.kill(n)
+	raw, err := os.ReadFile(n.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, diags := hclwrite.ParseConfig(raw, n.config, hcl.InitialPos)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	storage, err := onlyBlock(f.Body(), "storage", "raft")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := attrString(storage.Body(), "path")
+	if err != nil || !strings.HasPrefix(data, n.root+"/") {
+		t.Fatalf("the Raft path %q (%v) is not under %s", data, err, n.root)
+	}
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, join := range blocksOf(storage.Body(), "retry_join") {
+		storage.Body().RemoveBlock(join)
+	}
+	if err := os.WriteFile(n.config, f.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.start(n)
+}
+
+// TestBootstrapPublishIsProvenBeforeInit: with the stand-in AWS refusing
+// each call of the publish path in turn, the Job's steps fail before
+// Vault is initialised, in the preflight, naming the call and the
+// permission it needs; the init step refuses without the preflight's proof;
+// with nothing refused, the same steps initialise Vault.
+func TestBootstrapPublishIsProvenBeforeInit(t *testing.T) {
+	t.Parallel()
+	r := render(t)
+	c := newCluster(t, r, startTransitSeal(t), clusterOptions{voters: 1})
+	n := c.nodes[0]
+	for _, refused := range []struct{ call, needs string }{
+		{"kms encrypt", "the Job's role needs kms:Encrypt on that key with the encryption context purpose=vault-init"},
+		{"s3 cp", "the Job's role needs s3:PutObject on " + backup.InitPrefix + "/* of the bucket and kms:GenerateDataKey on the bucket's key"},
+	} {
+		b := newBootstrapRun(t, c)
+		failed, out := b.untilConfigure(r.bootstrap, "AWS_REFUSE="+refused.call)
+		if h, err := c.health(n); err != nil || h.Initialized {
+			t.Fatalf("with %s refused, the %s step failed after Vault was initialised (%+v, %v): its init output would be lost with the pod", refused.call, failed, h, err)
+		}
+		calls, _ := os.ReadFile(filepath.Join(b.record, "calls"))
+		if !strings.Contains(string(calls), refused.call+" ") {
+			t.Errorf("%s was never called:\n%s", refused.call, calls)
+		}
+		if failed != "preflight" || !strings.Contains(out, "publish preflight failed, so Vault is not initialised: aws "+refused.call) || !strings.Contains(out, refused.needs) {
+			t.Errorf("with %s refused, the %s step failed with:\n%s\nwant the preflight, naming the call and %q", refused.call, failed, out, refused.needs)
+		}
+		if out, err := b.step(r.bootstrap, "init", ""); err == nil || !strings.Contains(out, "publishing is not proven") {
+			t.Errorf("init after a failed preflight: %v; want a refusal:\n%s", err, out)
+		}
+		if h, err := c.health(n); err != nil || h.Initialized {
+			t.Fatalf("init after a failed preflight initialised Vault (%+v, %v)", h, err)
+		}
+	}
+
+	b := newBootstrapRun(t, c)
+	if failed, out := b.untilConfigure(r.bootstrap); failed != "" {
+		t.Fatalf("with nothing refused, the %s step failed:\n%s", failed, out)
+	}
+	if h, err := c.health(n); err != nil || !h.Initialized {
+		t.Errorf("with nothing refused, Vault is not initialised (%+v, %v)", h, err)
+	}
 }

@@ -367,7 +367,9 @@ func str(v any) string {
 type bootstrapJob struct {
 	namespace, serviceAccount string
 	containers                map[string]corev1.Container
-	files                     map[string]string
+	// steps are the containers' names in the order the pod runs them.
+	steps []string
+	files map[string]string
 }
 
 // bootstrapJobOf finds the one Job and reads the ConfigMap it mounts.
@@ -388,6 +390,7 @@ func bootstrapJobOf(t *testing.T, mon *recorder.Monitor) bootstrapJob {
 			}
 		}
 		b.containers[c.Name] = c
+		b.steps = append(b.steps, c.Name)
 	}
 	for _, v := range pod.Volumes {
 		if v.ConfigMap == nil {
