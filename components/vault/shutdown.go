@@ -31,7 +31,8 @@ const (
 	// SIGTERM: in-flight requests, a leader's hand-over, closing Raft.
 	shutdownTimeoutSeconds = 30
 	// stopMarginSeconds covers starting the hook (an exec in the
-	// container) and its one-second polling.
+	// container), its one-second polling and the second it leaves the
+	// container to exit after Vault.
 	stopMarginSeconds = 5
 	// terminationGracePeriodSeconds is the pod's grace period (the chart's
 	// default, 10, is less than delay + timeout).

@@ -47,3 +47,7 @@ while pidof vault >/dev/null; do
 	waited=$((waited + 1))
 done
 echo "stop-vault: Vault (pid $pids) has exited"
+# The container's shell exits with Vault: let it go before the kubelet,
+# once this hook returns, sends it SIGTERM (which would make its exit code
+# 143). The runtime kills this hook with the container.
+sleep 1

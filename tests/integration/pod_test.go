@@ -231,7 +231,9 @@ type podContainer struct {
 	pod  *podSandbox
 	name string
 	cmd  *exec.Cmd
-	done chan struct{}
+	// exited is closed when the process has exited; done when, besides,
+	// the runtime has killed the rest of the container.
+	exited, done chan struct{}
 	// main is the host pid of a container's main process (nsenter's
 	// child, in the namespace); 0 for an exec.
 	main int
@@ -246,6 +248,7 @@ func (p *podSandbox) start(name, logPath string, env []string, argv ...string) *
 	c.main = childOf(p.t, c.cmd.Process.Pid)
 	go func() {
 		_ = c.cmd.Wait() // the status is in c.cmd.ProcessState
+		close(c.exited)
 		p.killContainer(name)
 		close(c.done)
 	}()
@@ -259,6 +262,7 @@ func (c *podContainer) exec(logPath string, argv ...string) *podContainer {
 	e := c.pod.spawn(c.name, logPath, c.cmd.Env, argv)
 	go func() {
 		_ = e.cmd.Wait()
+		close(e.exited)
 		close(e.done)
 	}()
 	return e
@@ -288,7 +292,7 @@ func (p *podSandbox) spawn(name, logPath string, env, argv []string) *podContain
 	if err := cmd.Start(); err != nil {
 		p.t.Fatalf("starting %s in the pod: %v", name, err)
 	}
-	return &podContainer{pod: p, name: name, cmd: cmd, done: make(chan struct{})}
+	return &podContainer{pod: p, name: name, cmd: cmd, exited: make(chan struct{}), done: make(chan struct{})}
 }
 
 // slicesWithout returns env without the variable name.
@@ -305,7 +309,7 @@ func slicesWithout(env []string, name string) []string {
 // running reports whether the process has not exited.
 func (c *podContainer) running() bool {
 	select {
-	case <-c.done:
+	case <-c.exited:
 		return false
 	default:
 		return true
@@ -364,7 +368,7 @@ func (c *podContainer) terminate(hookLog string, preStop []string, grace time.Du
 		_ = syscall.Kill(c.main, syscall.SIGTERM)
 	}
 	select {
-	case <-c.done:
+	case <-c.exited:
 	case <-time.After(max(grace-time.Since(start), minimumGrace)):
 		r.sigkill = true
 		_ = syscall.Kill(c.main, syscall.SIGKILL)

@@ -324,6 +324,9 @@ func (v *vaultPodRun) shell() (podProcess, error) {
 			return p, nil
 		}
 	}
+	if v.vault.running() {
+		return podProcess{}, fmt.Errorf("the container's main process (host pid %d) is not among its processes", v.vault.main)
+	}
 	return podProcess{}, fmt.Errorf("the container's main process (the chart's shell) is gone: %s", v.vault.exitStatus())
 }
 
