@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -281,7 +282,9 @@ func (p *podSandbox) spawn(name, logPath string, env, argv []string) *podContain
 	}
 	defer logFile.Close() // the child keeps its own descriptor
 	marker := podMarker + "=" + p.id + "/" + name
-	env = append(slicesWithout(env, podMarker), marker)
+	env = append(slices.DeleteFunc(slices.Clone(env), func(e string) bool {
+		return strings.HasPrefix(e, podMarker+"=")
+	}), marker)
 	// env --default-signal: the runtime starts processes with every
 	// signal's default action; the test may run with some ignored (nohup),
 	// which exec would hand down.
@@ -293,17 +296,6 @@ func (p *podSandbox) spawn(name, logPath string, env, argv []string) *podContain
 		p.t.Fatalf("starting %s in the pod: %v", name, err)
 	}
 	return &podContainer{pod: p, name: name, cmd: cmd, exited: make(chan struct{}), done: make(chan struct{})}
-}
-
-// slicesWithout returns env without the variable name.
-func slicesWithout(env []string, name string) []string {
-	var out []string
-	for _, e := range env {
-		if !strings.HasPrefix(e, name+"=") {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 // running reports whether the process has not exited.
