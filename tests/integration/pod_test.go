@@ -25,7 +25,8 @@ import (
 // container's main process exits, the runtime SIGKILLs every other process
 // of that container (containerd's shim does so whenever the container does
 // not have a PID namespace of its own), execs included. The tests run as
-// root, which `unshare --pid` and `nsenter` need.
+// root, which `unshare --pid` and `nsenter` need; the containers run as
+// their users, without capabilities.
 //
 // What the image provides is stood in for by this machine's programs on a
 // PATH of their own: busybox's applets (Alpine's /bin/sh and tools in the
@@ -83,6 +84,7 @@ func newPodSandbox(t *testing.T, name string) *podSandbox {
 func podTools(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
+	giveTo(t, runAs{}, dir) // for the containers' users to run
 	busybox := lookPath(t, "busybox")
 	out, err := exec.Command(busybox, "--list").Output()
 	if err != nil {
@@ -225,12 +227,17 @@ func (p *podSandbox) killContainer(container string) {
 	p.t.Errorf("processes of container %s outlive SIGKILL: %+v", container, p.processes(container))
 }
 
+// runAs is a container's user and group (its securityContext's runAsUser
+// and runAsGroup); the zero value is root.
+type runAs struct{ uid, gid int }
+
 // podContainer is a container's main process, or an exec in a container,
 // run through nsenter, which exits as its child does (with its status, or
 // by its signal).
 type podContainer struct {
 	pod  *podSandbox
 	name string
+	user runAs
 	cmd  *exec.Cmd
 	// exited is closed when the process has exited; done when, besides,
 	// the runtime has killed the rest of the container.
@@ -240,12 +247,12 @@ type podContainer struct {
 	main int
 }
 
-// start runs argv as the main process of the pod's container name, with
-// env and its output appended to logPath; when it exits, the rest of the
-// container is killed. "/bin/sh" is busybox sh, as in the image.
-func (p *podSandbox) start(name, logPath string, env []string, argv ...string) *podContainer {
+// start runs argv as the main process of the pod's container name, as
+// user, with env and its output appended to logPath; when it exits, the
+// rest of the container is killed. "/bin/sh" is busybox sh, as in the image.
+func (p *podSandbox) start(name string, user runAs, logPath string, env []string, argv ...string) *podContainer {
 	p.t.Helper()
-	c := p.spawn(name, logPath, env, argv)
+	c := p.spawn(name, user, logPath, env, argv)
 	c.main = childOf(p.t, c.cmd.Process.Pid)
 	go func() {
 		_ = c.cmd.Wait() // the status is in c.cmd.ProcessState
@@ -256,11 +263,12 @@ func (p *podSandbox) start(name, logPath string, env []string, argv ...string) *
 	return c
 }
 
-// exec runs argv in container c's namespaces, with c's environment, as the
-// kubelet runs an exec hook; the runtime kills it with the container.
+// exec runs argv in container c's namespaces, as its user and with its
+// environment, as the kubelet runs an exec hook; the runtime kills it with
+// the container.
 func (c *podContainer) exec(logPath string, argv ...string) *podContainer {
 	c.pod.t.Helper()
-	e := c.pod.spawn(c.name, logPath, c.cmd.Env, argv)
+	e := c.pod.spawn(c.name, c.user, logPath, c.cmd.Env, argv)
 	go func() {
 		_ = e.cmd.Wait()
 		close(e.exited)
@@ -271,7 +279,7 @@ func (c *podContainer) exec(logPath string, argv ...string) *podContainer {
 
 // spawn starts argv in the pod's namespaces through nsenter, marked as a
 // process of container name.
-func (p *podSandbox) spawn(name, logPath string, env, argv []string) *podContainer {
+func (p *podSandbox) spawn(name string, user runAs, logPath string, env, argv []string) *podContainer {
 	p.t.Helper()
 	if argv[0] == "/bin/sh" {
 		argv = append([]string{filepath.Join(p.tools, "sh")}, argv[1:]...)
@@ -288,14 +296,18 @@ func (p *podSandbox) spawn(name, logPath string, env, argv []string) *podContain
 	// env --default-signal: the runtime starts processes with every
 	// signal's default action; the test may run with some ignored (nohup),
 	// which exec would hand down.
-	cmd := exec.Command(lookPath(p.t, "nsenter"), append([]string{
-		"--target", strconv.Itoa(p.pid1), "--pid", "--mount", "--",
-		lookPath(p.t, "env"), "--default-signal"}, argv...)...)
+	args := []string{"--target", strconv.Itoa(p.pid1), "--pid", "--mount"}
+	if user != (runAs{}) {
+		// Drops root and its capabilities, as the pod's processes have none.
+		args = append(args, "--setuid", strconv.Itoa(user.uid), "--setgid", strconv.Itoa(user.gid))
+	}
+	args = append(append(args, "--", lookPath(p.t, "env"), "--default-signal"), argv...)
+	cmd := exec.Command(lookPath(p.t, "nsenter"), args...)
 	cmd.Env, cmd.Stdout, cmd.Stderr = env, logFile, logFile
 	if err := cmd.Start(); err != nil {
 		p.t.Fatalf("starting %s in the pod: %v", name, err)
 	}
-	return &podContainer{pod: p, name: name, cmd: cmd, exited: make(chan struct{}), done: make(chan struct{})}
+	return &podContainer{pod: p, name: name, user: user, cmd: cmd, exited: make(chan struct{}), done: make(chan struct{})}
 }
 
 // running reports whether the process has not exited.
@@ -367,4 +379,49 @@ func (c *podContainer) terminate(hookLog string, preStop []string, grace time.Du
 	}
 	r.exit = c.exitStatus()
 	return r
+}
+
+// giveTo hands the files under each path to user, and their directories
+// to user's group too, as the kubelet mounts a pod's volumes for its
+// fsGroup, and lets every user through the test's temporary directories
+// above them (t.TempDir makes them 0700).
+func giveTo(t *testing.T, user runAs, paths ...string) {
+	t.Helper()
+	top := filepath.Clean(os.TempDir())
+	for _, path := range paths {
+		if err := filepath.WalkDir(path, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if err := os.Lchown(p, user.uid, user.gid); err != nil || !d.IsDir() {
+				return err
+			}
+			// The group's, as the kubelet makes a volume's directories for
+			// the pod's fsGroup.
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			return os.Chmod(p, info.Mode().Perm()|0o070)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for dir := path; ; dir = filepath.Dir(dir) {
+			if dir == top || dir == filepath.Dir(dir) {
+				break
+			}
+			if !strings.HasPrefix(dir, top+string(filepath.Separator)) {
+				t.Fatalf("%s is not under the temporary directory %s", path, top)
+			}
+			info, err := os.Stat(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.IsDir() && info.Mode().Perm()&0o001 == 0 {
+				if err := os.Chmod(dir, info.Mode().Perm()|0o011); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
 }

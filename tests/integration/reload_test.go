@@ -17,10 +17,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/secrets-platform/secrets-platform/tests"
@@ -251,6 +253,8 @@ type vaultPodRun struct {
 	r       *rendered
 	fixture vaultPod
 	pod     *podSandbox
+	// vaultUser and reloaderUser are the containers' users, as rendered.
+	vaultUser, reloaderUser runAs
 	// vault is the vault container, once started.
 	vault *podContainer
 }
@@ -259,7 +263,20 @@ type vaultPodRun struct {
 // clusterOptions.start.
 func newVaultPodRun(t *testing.T, r *rendered) *vaultPodRun {
 	t.Helper()
-	return &vaultPodRun{t: t, r: r, fixture: readVaultPod(t), pod: newPodSandbox(t, "vault")}
+	run := &vaultPodRun{t: t, r: r, fixture: readVaultPod(t), pod: newPodSandbox(t, "vault")}
+	var vault corev1.SecurityContext
+	tests.Decode(t, tests.Path(r.values, "server", "statefulSet", "securityContext", "container"), &vault)
+	for _, c := range []struct {
+		name string
+		sc   *corev1.SecurityContext
+		user *runAs
+	}{{"vault", &vault, &run.vaultUser}, {"tls-reloader", r.reloader.container.SecurityContext, &run.reloaderUser}} {
+		if c.sc == nil || c.sc.RunAsUser == nil || c.sc.RunAsGroup == nil || *c.sc.RunAsUser == 0 {
+			t.Fatalf("the %s container has no non-root runAsUser and runAsGroup: %+v", c.name, c.sc)
+		}
+		*c.user = runAs{uid: int(*c.sc.RunAsUser), gid: int(*c.sc.RunAsGroup)}
+	}
+	return run
 }
 
 // start runs n's vault container: the chart's script with the paths of
@@ -309,8 +326,38 @@ func (v *vaultPodRun) start(n *node) *process {
 		"VAULT_CACERT=" + filepath.Join(n.root, v.r.caFile),
 	}, n.env...)
 	argv := append(append([]string{}, v.fixture.Pod.Command...), script)
-	v.vault = v.pod.start("vault", n.logPath, env, argv...)
+	giveTo(t, v.vaultUser, n.root)
+	v.secretModes(n.root)
+	v.vault = v.pod.start("vault", v.vaultUser, n.logPath, env, argv...)
 	return &process{cmd: v.vault.cmd, done: v.vault.done}
+}
+
+// secretModes gives the files of the Secret volumes under root their
+// rendered defaultMode (the pod's fsGroup is Vault's group, which giveTo
+// set).
+func (v *vaultPodRun) secretModes(root string) {
+	t := v.t
+	t.Helper()
+	var volumes []corev1.Volume
+	var mounts []corev1.VolumeMount
+	tests.Decode(t, tests.Path(v.r.values, "server", "volumes"), &volumes)
+	tests.Decode(t, tests.Path(v.r.values, "server", "volumeMounts"), &mounts)
+	for _, m := range mounts {
+		for _, vol := range volumes {
+			if vol.Name != m.Name || vol.Secret == nil || vol.Secret.DefaultMode == nil {
+				continue
+			}
+			entries, err := os.ReadDir(filepath.Join(root, m.MountPath))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				if err := os.Chmod(filepath.Join(root, m.MountPath, e.Name()), os.FileMode(*vol.Secret.DefaultMode)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
 }
 
 // shell is the vault container's main process, the chart's /bin/sh -ec,
@@ -399,9 +446,10 @@ func TestReloaderReloadsVaultInThePod(t *testing.T) {
 	if err := os.WriteFile(scriptFile, []byte(r.reloader.script), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	giveTo(t, run.reloaderUser, filepath.Dir(scriptFile))
 	logPath := filepath.Join(t.TempDir(), "tls-reloader.log")
 	attachLog(t, "tls-reloader", logPath)
-	reloader := run.pod.start("tls-reloader", logPath, []string{
+	reloader := run.pod.start("tls-reloader", run.reloaderUser, logPath, []string{
 		"PATH=" + run.pod.tools,
 		"TLS_CERT_FILE=" + certFile,
 		"INTERVAL_SECONDS=" + reloadInterval,
@@ -508,12 +556,25 @@ func issueLike(t *testing.T, like *x509.Certificate, keyFile, certFile string) *
 }
 
 // writeAtomically replaces path in one rename, as the kubelet's symlink
-// swap does, so no reader sees half a file.
+// swap does, so no reader sees half a file; the new file has the old one's
+// owner and mode, as the kubelet keeps a volume's.
 func writeAtomically(t *testing.T, path string, content []byte) {
 	t.Helper()
+	old, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tmp := path + ".new"
 	if err := os.WriteFile(tmp, content, 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if err := os.Chmod(tmp, old.Mode().Perm()); err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := old.Sys().(*syscall.Stat_t); ok {
+		if err := os.Chown(tmp, int(st.Uid), int(st.Gid)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
