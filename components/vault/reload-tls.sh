@@ -6,9 +6,15 @@
 # Runs as a sidecar in the Vault pod (shareProcessNamespace: true, the same
 # UID as Vault, so SIGHUP needs no capability). Uses only busybox tools.
 #
+# It signals the Vault server process and nothing else. Three processes in
+# the pod carry "vault server" in their command line: the chart's container
+# command (/bin/sh -ec, which runs the image's entrypoint without exec and
+# stays its parent), dumb-init (the entrypoint's interpreter) and Vault.
+# SIGHUP kills the shell, and with it the container: Vault would restart
+# instead of reloading, in every pod at once, since they mount one Secret.
+#
 # Environment:
 #   TLS_CERT_FILE     the certificate Vault serves (required)
-#   VAULT_PROCESS     pgrep -f pattern of the server process (default: "vault server")
 #   INTERVAL_SECONDS  how often to look (default: 30)
 #
 # It never exits on a transient error: a missing or unreadable file, or no
@@ -16,7 +22,6 @@
 set -u
 
 : "${TLS_CERT_FILE:?TLS_CERT_FILE is required}"
-pattern=${VAULT_PROCESS:-vault server}
 interval=${INTERVAL_SECONDS:-30}
 
 log() {
@@ -26,6 +31,20 @@ log() {
 # fingerprint prints the SHA-256 of the certificate file, or nothing.
 fingerprint() {
 	sha256sum "$TLS_CERT_FILE" 2>/dev/null | cut -d ' ' -f 1
+}
+
+# server_pids prints the pids of the Vault servers on one line (a pod has
+# one): the processes named vault (pidof, as the chart's own preStop finds
+# Vault) whose first argument is "server", so that a vault CLI someone runs
+# in the pod is left alone.
+server_pids() {
+	found=
+	for pid in $(pidof vault); do
+		if [ "$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n 2p)" = server ]; then
+			found="${found:+$found }$pid"
+		fi
+	done
+	echo "$found"
 }
 
 # valid_pem tells whether the file still looks like a certificate, so a
@@ -51,9 +70,9 @@ while :; do
 		current=$next
 		continue
 	fi
-	pids=$(pgrep -f -- "$pattern")
+	pids=$(server_pids)
 	if [ -z "$pids" ]; then
-		log "certificate changed to sha256 $next but no process matches '$pattern'; will retry"
+		log "certificate changed to sha256 $next but no Vault server is running; will retry"
 		continue
 	fi
 	# shellcheck disable=SC2086 # one argument per pid

@@ -54,6 +54,11 @@ type serverValues struct {
 	ExtraContainers []corev1.Container `json:"extraContainers"`
 	// Lets a sidecar see, and signal, the Vault server process.
 	ShareProcessNamespace bool `json:"shareProcessNamespace"`
+	// The vault container's preStop exec command; empty keeps the chart's
+	// (sleep preStopSleepSeconds, then SIGTERM to Vault without waiting).
+	PreStop []string `json:"preStop,omitempty"`
+	// The pod's terminationGracePeriodSeconds (chart default 10).
+	TerminationGracePeriodSeconds int `json:"terminationGracePeriodSeconds"`
 	// A string or an object in the chart; an object replaces its default.
 	Affinity                  *corev1.Affinity                  `json:"affinity"`
 	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints"`
@@ -294,6 +299,10 @@ func chartValuesFor(p valuesParams) (*chartValues, error) {
 			// chart's OnDelete StatefulSet never restarts it by itself.
 			ExtraContainers:       []corev1.Container{reloader},
 			ShareProcessNamespace: true,
+			// Which makes the chart's shell not PID 1: Vault must have
+			// shut down before the kubelet's SIGTERM kills that shell.
+			PreStop:                       preStopCommand(),
+			TerminationGracePeriodSeconds: terminationGracePeriodSeconds,
 			Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
 				// One voter per node: losing a node costs one vote.
 				RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{

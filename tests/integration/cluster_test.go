@@ -51,6 +51,8 @@ type cluster struct {
 	https  *http.Client
 	// rootToken is set by bootstrap.
 	rootToken string
+	// startNode is clusterOptions.start.
+	startNode func(n *node) *process
 }
 
 // clusterOptions change how a cluster is laid out.
@@ -59,12 +61,16 @@ type clusterOptions struct {
 	voters int
 	// apiAddr replaces server.ha.apiAddr, e.g. chartDefaultAPIAddr.
 	apiAddr string
+	// start runs a voter whose configuration and environment are laid out
+	// (pod_test.go runs it as the chart's pod does); nil runs the vault
+	// binary itself.
+	start func(n *node) *process
 }
 
 // newCluster writes each voter's configuration and starts them all.
 func newCluster(t *testing.T, r *rendered, seal transitSeal, opts clusterOptions) *cluster {
 	t.Helper()
-	c := &cluster{t: t, r: r, bin: vaultBin(t)}
+	c := &cluster{t: t, r: r, bin: vaultBin(t), startNode: opts.start}
 	size := opts.voters
 	if size == 0 {
 		size = r.replicas
@@ -147,6 +153,10 @@ func (c *cluster) advertised(template string, n *node, i int) string {
 
 // start (re)starts n's Vault server.
 func (c *cluster) start(n *node) {
+	if c.startNode != nil {
+		n.proc = c.startNode(n)
+		return
+	}
 	n.proc = startProcess(c.t, n.logPath, n.env, c.bin, "server", "-config="+n.config)
 }
 

@@ -58,6 +58,10 @@ type rendered struct {
 	readiness, liveness string
 	// bootstrap is the VaultBootstrap Job.
 	bootstrap bootstrapJob
+	// values and chartVersion are the vault release's Helm values and chart
+	// version.
+	values       map[string]any
+	chartVersion string
 }
 
 // reloaderSidecar is the tls-reloader container and its script, read from
@@ -118,13 +122,15 @@ func renderWith(t *testing.T, overrides map[string]any) *rendered {
 	}
 	values := tests.HelmValues(t, *release)
 	r := &rendered{
-		release:   str(tests.Plain(release.Inputs["name"])),
-		namespace: str(tests.Plain(release.Inputs["namespace"])),
-		config:    []byte(str(tests.Path(values, "server", "ha", "raft", "config"))),
-		apiAddr:   str(tests.Path(values, "server", "ha", "apiAddr")),
-		caFile:    str(tests.Path(values, "server", "extraEnvironmentVars", "VAULT_CACERT")),
-		readiness: str(tests.Path(values, "server", "readinessProbe", "path")),
-		liveness:  str(tests.Path(values, "server", "livenessProbe", "path")),
+		release:      str(tests.Plain(release.Inputs["name"])),
+		namespace:    str(tests.Plain(release.Inputs["namespace"])),
+		config:       []byte(str(tests.Path(values, "server", "ha", "raft", "config"))),
+		apiAddr:      str(tests.Path(values, "server", "ha", "apiAddr")),
+		caFile:       str(tests.Path(values, "server", "extraEnvironmentVars", "VAULT_CACERT")),
+		readiness:    str(tests.Path(values, "server", "readinessProbe", "path")),
+		liveness:     str(tests.Path(values, "server", "livenessProbe", "path")),
+		values:       values,
+		chartVersion: str(tests.Plain(release.Inputs["version"])),
 	}
 	if n, ok := tests.Path(values, "server", "ha", "replicas").(float64); ok {
 		r.replicas = int(n)
