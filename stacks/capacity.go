@@ -44,6 +44,14 @@ func (c *Config) workloads() []workload {
 		// with the same resources. While a new revision runs, the previous
 		// one's pod has finished, and finished pods use no quota.
 		{name: "vault bootstrap job", pods: 1, containers: []kube.Resources{c.Bootstrap.Resources}},
+		// The rollout Job runs after the bootstrap's has finished; counted
+		// beside it all the same. Its copy of the Vault CLI and its script
+		// run one after the other, with the same resources. The snapshot
+		// Job it runs from the CronJob's template may meet a scheduled one:
+		// Forbid holds only between the CronJob's own Jobs. A replaced
+		// voter's new pod starts only once the old one is gone.
+		{name: "vault rollout job", pods: 1, containers: []kube.Resources{c.Rollout.Resources}},
+		{name: "raft snapshot job of the rollout", pods: 1, containers: []kube.Resources{c.Backup.Resources}},
 	}
 	if d := c.Backup.Drill; d.Enabled {
 		// Forbid as well, and its schedule may meet the snapshot job's:
