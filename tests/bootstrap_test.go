@@ -109,7 +109,7 @@ func TestCapacityCountsTheBootstrapJob(t *testing.T) {
 	if err == nil {
 		t.Fatal("a bootstrap pod of 5 cpu fits a quota of 8 cpu beside 3 voters of 500m and ESO: it is not counted")
 	}
-	if want := "1 x vault bootstrap job (requests cpu 5"; !strings.Contains(err.Error(), want) {
+	if want := "1 x vault bootstrap or rollout job (requests cpu 5"; !strings.Contains(err.Error(), want) {
 		t.Errorf("error does not say %q:\n%v", want, err)
 	}
 }

@@ -16,9 +16,8 @@ import (
 )
 
 const (
-	jobType     = "kubernetes:batch/v1:Job"
-	roleType    = "kubernetes:rbac.authorization.k8s.io/v1:Role"
-	releaseType = "kubernetes:helm.sh/v3:Release"
+	jobType  = "kubernetes:batch/v1:Job"
+	roleType = "kubernetes:rbac.authorization.k8s.io/v1:Role"
 )
 
 // regexpJobName is a rollout Job's name: the component's, then the hash.
@@ -80,6 +79,7 @@ func TestRolloutJobNameFollowsTheServerPodTemplate(t *testing.T) {
 			v["resources"] = map[string]any{"requests": map[string]any{"cpu": "300m", "memory": "256Mi"}, "limits": map[string]any{"cpu": "1", "memory": "1Gi"}}
 		}), true},
 		{"server value: the reloader's interval", with("vault", func(v map[string]any) { v["tlsReloader"] = map[string]any{"intervalSeconds": 60} }), true},
+		{"unrelated: the audit volume's size", with("vault", func(v map[string]any) { v["auditStorage"] = "6Gi" }), false},
 		{"unrelated: the release's timeout", with("vault", func(v map[string]any) { v["timeoutSeconds"] = 900 }), false},
 		{"unrelated: the certificate's validity", with("vault", func(v map[string]any) { v["tls"] = map[string]any{"validityHours": 4380} }), false},
 		{"unrelated: the unseal key's tags", with("unseal", func(u map[string]any) { u["tags"] = map[string]any{"team": "platform"} }), false},
@@ -249,7 +249,7 @@ func TestCapacityCountsTheRolloutJob(t *testing.T) {
 	if err == nil {
 		t.Fatal("a rollout pod of 5 cpu fits a quota of 8 cpu beside 3 voters and ESO: it is not counted")
 	}
-	if want := "1 x vault rollout job (requests cpu 5"; !strings.Contains(err.Error(), want) {
+	if want := "1 x vault bootstrap or rollout job (requests cpu 5"; !strings.Contains(err.Error(), want) {
 		t.Errorf("error does not say %q:\n%v", want, err)
 	}
 }

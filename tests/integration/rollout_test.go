@@ -128,16 +128,17 @@ type kubeAPI struct {
 	ns  string
 	job rolloutJob
 
-	mu                     sync.Mutex
-	generation, observed   int64
-	update                 string
-	revisions              map[string]revision
-	pods                   map[string]*kubePod
-	jobs                   map[string]*batchv1.Job
-	events                 []kubeEvent
-	cronJob, statefulSet   string
-	snapshotDir            string
-	terminations, restarts sync.WaitGroup
+	mu                   sync.Mutex
+	generation, observed int64
+	update               string
+	revisions            map[string]revision
+	pods                 map[string]*kubePod
+	jobs                 map[string]*batchv1.Job
+	events               []kubeEvent
+	cronJob, statefulSet string
+	snapshotDir          string
+	// terminations are the voters being terminated and restarted.
+	terminations sync.WaitGroup
 }
 
 // newKubeAPI starts the stand-in with every voter's pod on revision first.
@@ -157,7 +158,6 @@ func newKubeAPI(t *testing.T, c *cluster, r *rendered, first string, rev revisio
 	t.Cleanup(func() {
 		api.srv.Close()
 		api.terminations.Wait()
-		api.restarts.Wait()
 	})
 	return api
 }
