@@ -726,11 +726,14 @@ func deletes(events []kubeEvent) []kubeEvent {
 // TestRolloutReplacesStandbysThenTheLeader runs the rollout's script
 // against three real voters from the rendered HCL, through a stand-in
 // Kubernetes API. On a first install (Vault not even initialised) every
-// pod is current: it does nothing. After the bootstrap, a new HCL (debug
-// logging): it snapshots, replaces both standbys one at a time, each only
-// while the cluster is healthy, then the leader, and ends with every voter
-// on the new HCL and autopilot healthy, while a client reads a secret
-// through the active Service every 100 ms. Run again, it does nothing.
+// pod is current: it does nothing. After the bootstrap, a deploy with a new
+// HCL (debug logging) and a new bootstrap config (the rollout's Vault role
+// renamed): the rollout needs the bootstrap's new Job first (before it, it
+// cannot log in and deletes nothing); after it, it snapshots, replaces
+// both standbys one at a time, each only while the cluster is healthy,
+// then the leader, and ends with every voter on the new HCL and autopilot
+// healthy, while a client reads a secret through the active Service every
+// 100 ms. Run again, it does nothing.
 func TestRolloutReplacesStandbysThenTheLeader(t *testing.T) {
 	t.Parallel()
 	r := render(t)
@@ -754,6 +757,23 @@ func TestRolloutReplacesStandbysThenTheLeader(t *testing.T) {
 
 	newHCL := withSetting(t, r.config, "log_level", cty.StringVal("debug"))
 	api.setTemplate("vault-new", revision{config: newHCL, seal: seal})
+
+	// One deploy changes the HCL and the bootstrap's config at once: here it
+	// also renames the rollout's Vault role. Run before the bootstrap's new
+	// Job, the rollout cannot log in and touches nothing; hence the order.
+	next := renderWith(t, map[string]any{"secrets-platform:rollout": map[string]any{
+		"vaultRole": bootstrap.DefaultConfig().NamePrefix + "rollout-next",
+	}})
+	run.r = next
+	if out, err := run.run(); err == nil || !strings.Contains(out, "cannot log in to Vault as "+bootstrap.DefaultConfig().NamePrefix+"rollout-next") {
+		t.Fatalf("the rollout before the bootstrap's new Job: %v; want a failed login", err)
+	}
+	if evs := api.eventsSince(0); len(evs) != 0 {
+		t.Fatalf("the rollout that could not log in did %v", evs)
+	}
+	if _, err := b.step(next.bootstrap, "configure", c.leader().url()); err != nil {
+		t.Fatalf("the bootstrap's new Job: %v", err)
+	}
 	leaderBefore := c.leader()
 	stop := make(chan struct{})
 	readsDone := readContinuously(c, run.svc, c.rootToken, "secret/data/rollout", stop)
@@ -774,7 +794,7 @@ func TestRolloutReplacesStandbysThenTheLeader(t *testing.T) {
 	if len(dels) != len(c.nodes) {
 		t.Fatalf("%d pods deleted; want each of the %d voters once: %v", len(dels), len(c.nodes), events)
 	}
-	if events[0].what != "snapshot vault-rollout-0123456789-run2-snapshot" || !slices.ContainsFunc(events, func(e kubeEvent) bool {
+	if events[0].what != fmt.Sprintf("snapshot vault-rollout-0123456789-run%d-snapshot", run.runs) || !slices.ContainsFunc(events, func(e kubeEvent) bool {
 		return strings.HasPrefix(e.what, "snapshot done") && e.at.Before(dels[0].at)
 	}) {
 		t.Errorf("the snapshot did not complete before the first delete: %v", events)
