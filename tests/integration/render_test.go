@@ -377,7 +377,7 @@ type bootstrapJob struct {
 // and reads the ConfigMap it mounts.
 func bootstrapJobOf(t *testing.T, mon *recorder.Monitor) bootstrapJob {
 	t.Helper()
-	job := jobOf(t, mon, "bootstrap")
+	job := componentJob(t, mon, "bootstrap")
 	pod := job.Spec.Template.Spec
 	b := bootstrapJob{namespace: job.Namespace, serviceAccount: pod.ServiceAccountName, containers: map[string]corev1.Container{}}
 	for _, c := range append(append([]corev1.Container{}, pod.InitContainers...), pod.Containers...) {
@@ -486,9 +486,9 @@ func containerEnv(c corev1.Container, name string) string {
 	return ""
 }
 
-// jobOf finds the one Job whose app.kubernetes.io/component label is
+// componentJob finds the one Job whose app.kubernetes.io/component label is
 // component.
-func jobOf(t *testing.T, mon *recorder.Monitor, component string) batchv1.Job {
+func componentJob(t *testing.T, mon *recorder.Monitor, component string) batchv1.Job {
 	t.Helper()
 	var found []batchv1.Job
 	for _, r := range mon.ByType(jobType) {

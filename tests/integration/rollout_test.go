@@ -50,7 +50,7 @@ type rolloutJob struct {
 // recorded registrations.
 func rolloutJobOf(t *testing.T, mon *recorder.Monitor) rolloutJob {
 	t.Helper()
-	job := jobOf(t, mon, "rollout")
+	job := componentJob(t, mon, "rollout")
 	spec := job.Spec.Template.Spec
 	if len(spec.Containers) != 1 {
 		t.Fatalf("the rollout Job runs %d containers; want one, the script", len(spec.Containers))
@@ -91,9 +91,9 @@ func rolloutJobOf(t *testing.T, mon *recorder.Monitor) rolloutJob {
 	return j
 }
 
-// revision is one pod template of the voters' StatefulSet: the HCL its
+// podRevision is one pod template of the voters' StatefulSet: the HCL its
 // pods start with (before nodeConfig's rewrite) and their seal.
-type revision struct {
+type podRevision struct {
 	config []byte
 	seal   transitSeal
 }
@@ -131,7 +131,7 @@ type kubeAPI struct {
 	mu                   sync.Mutex
 	generation, observed int64
 	update               string
-	revisions            map[string]revision
+	revisions            map[string]podRevision
 	pods                 map[string]*kubePod
 	jobs                 map[string]*batchv1.Job
 	events               []kubeEvent
@@ -142,12 +142,12 @@ type kubeAPI struct {
 }
 
 // newKubeAPI starts the stand-in with every voter's pod on revision first.
-func newKubeAPI(t *testing.T, c *cluster, r *rendered, first string, rev revision) *kubeAPI {
+func newKubeAPI(t *testing.T, c *cluster, r *rendered, first string, rev podRevision) *kubeAPI {
 	t.Helper()
 	api := &kubeAPI{
 		t: t, c: c, ns: r.namespace, job: r.rollout,
 		generation: 1, observed: 1, update: first,
-		revisions: map[string]revision{first: rev}, pods: map[string]*kubePod{}, jobs: map[string]*batchv1.Job{},
+		revisions: map[string]podRevision{first: rev}, pods: map[string]*kubePod{}, jobs: map[string]*batchv1.Job{},
 		cronJob: containerEnv(r.rollout.container, "SNAPSHOT_CRONJOB"), statefulSet: containerEnv(r.rollout.container, "STATEFULSET"),
 		snapshotDir: t.TempDir(),
 	}
@@ -164,7 +164,7 @@ func newKubeAPI(t *testing.T, c *cluster, r *rendered, first string, rev revisio
 
 // setTemplate deploys a new pod template: the generation moves at once,
 // the controller observes it (and its update revision) a moment later.
-func (api *kubeAPI) setTemplate(name string, rev revision) {
+func (api *kubeAPI) setTemplate(name string, rev podRevision) {
 	api.mu.Lock()
 	defer api.mu.Unlock()
 	api.revisions[name] = rev
@@ -219,8 +219,8 @@ func (api *kubeAPI) serve(w http.ResponseWriter, req *http.Request) {
 	_, _ = w.Write(out)
 }
 
-// kinds maps kubectl's resource names to their group and plural.
-var kinds = map[string][2]string{
+// kubectlKinds maps kubectl's resource names to their group and plural.
+var kubectlKinds = map[string][2]string{
 	"statefulset": {"apps", "statefulsets"}, "pod": {"", "pods"}, "job": {"batch", "jobs"},
 }
 
@@ -238,7 +238,7 @@ func (api *kubeAPI) kubectl(args []string) ([]byte, error) {
 	nsFlag := func(i int) bool { return len(args) > i+1 && args[i] == "-n" && args[i+1] == api.ns }
 	switch {
 	case len(args) == 8 && args[0] == "get" && nsFlag(3) && args[5] == "--ignore-not-found" && args[6] == "-o" && args[7] == "json":
-		kind, ok := kinds[args[1]]
+		kind, ok := kubectlKinds[args[1]]
 		if !ok {
 			return unsupported()
 		}
@@ -492,14 +492,14 @@ func newActiveService(t *testing.T, c *cluster) *activeService {
 				conn.Close()
 				continue
 			}
-			go proxy(conn, hostPort(loopbackIP, active.apiPort))
+			go proxyTo(conn, hostPort(loopbackIP, active.apiPort))
 		}
 	}()
 	return s
 }
 
-// proxy copies between conn and a new connection to target.
-func proxy(conn net.Conn, target string) {
+// proxyTo copies between conn and a new connection to target.
+func proxyTo(conn net.Conn, target string) {
 	defer conn.Close()
 	up, err := net.DialTimeout("tcp", target, time.Second)
 	if err != nil {
@@ -512,8 +512,8 @@ func proxy(conn net.Conn, target string) {
 	<-done
 }
 
-// reads is what a client reading a secret every 100 ms saw.
-type reads struct {
+// readStats is what a client reading a secret every 100 ms saw.
+type readStats struct {
 	attempts, failures int
 	longestGap         time.Duration
 	// gapEnd is when the longest gap ended.
@@ -524,14 +524,14 @@ type reads struct {
 // readContinuously reads the secret at path through svc every 100 ms until
 // stop is closed, with a fresh connection each time (as through a Service
 // whose endpoint moves).
-func readContinuously(c *cluster, svc *activeService, token, path string, stop <-chan struct{}) <-chan reads {
-	out := make(chan reads, 1)
+func readContinuously(c *cluster, svc *activeService, token, path string, stop <-chan struct{}) <-chan readStats {
+	out := make(chan readStats, 1)
 	pool := c.https.Transport.(*http.Transport).TLSClientConfig.RootCAs
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, DisableKeepAlives: true,
 	}}
 	go func() {
-		var r reads
+		var r readStats
 		last := time.Now()
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
@@ -712,8 +712,8 @@ func withSetting(t *testing.T, config []byte, name string, value cty.Value) []by
 	return f.Bytes()
 }
 
-// deletes are the delete events among events.
-func deletes(events []kubeEvent) []kubeEvent {
+// deleteEvents are the delete events among events.
+func deleteEvents(events []kubeEvent) []kubeEvent {
 	var out []kubeEvent
 	for _, e := range events {
 		if strings.HasPrefix(e.what, "delete ") {
@@ -739,7 +739,7 @@ func TestRolloutReplacesStandbysThenTheLeader(t *testing.T) {
 	r := render(t)
 	seal := startTransitSeal(t)
 	c := newCluster(t, r, seal, clusterOptions{})
-	api := newKubeAPI(t, c, r, "vault-old", revision{config: r.config, seal: seal})
+	api := newKubeAPI(t, c, r, "vault-old", podRevision{config: r.config, seal: seal})
 
 	// First install: nothing to roll, and nothing asked of Vault.
 	b := newBootstrapRun(t, c)
@@ -756,7 +756,7 @@ func TestRolloutReplacesStandbysThenTheLeader(t *testing.T) {
 	root.must(t, "kv", "put", "secret/rollout", "value=before")
 
 	newHCL := withSetting(t, r.config, "log_level", cty.StringVal("debug"))
-	api.setTemplate("vault-new", revision{config: newHCL, seal: seal})
+	api.setTemplate("vault-new", podRevision{config: newHCL, seal: seal})
 
 	// One deploy changes the HCL and the bootstrap's config at once: here it
 	// also renames the rollout's Vault role. Run before the bootstrap's new
@@ -790,7 +790,7 @@ func TestRolloutReplacesStandbysThenTheLeader(t *testing.T) {
 	}
 
 	events := api.eventsSince(0)
-	dels := deletes(events)
+	dels := deleteEvents(events)
 	if len(dels) != len(c.nodes) {
 		t.Fatalf("%d pods deleted; want each of the %d voters once: %v", len(dels), len(c.nodes), events)
 	}
@@ -871,7 +871,7 @@ func TestRolloutRefusesADegradedClusterAndStopsAtASealedVoter(t *testing.T) {
 	r := render(t)
 	seal := startTransitSeal(t)
 	c := newCluster(t, r, seal, clusterOptions{})
-	api := newKubeAPI(t, c, r, "vault-old", revision{config: r.config, seal: seal})
+	api := newKubeAPI(t, c, r, "vault-old", podRevision{config: r.config, seal: seal})
 	b := newBootstrapRun(t, c)
 	bootstrapped(t, c, r, b)
 	run := newRolloutRun(t, c, r, api, b.reviewer)
@@ -880,7 +880,7 @@ func TestRolloutRefusesADegradedClusterAndStopsAtASealedVoter(t *testing.T) {
 	// Degraded: a standby's Vault is down (its pod is there).
 	down := c.standby()
 	c.kill(down)
-	api.setTemplate("vault-new", revision{config: withSetting(t, r.config, "log_level", cty.StringVal("debug")), seal: seal})
+	api.setTemplate("vault-new", podRevision{config: withSetting(t, r.config, "log_level", cty.StringVal("debug")), seal: seal})
 	out, err := run.run()
 	if err == nil || !strings.Contains(out, "refusing to start") || !strings.Contains(out, "voter "+down.name+" is unreachable") {
 		t.Fatalf("the rollout with %s down: %v; want a refusal naming it", down.name, err)
@@ -897,7 +897,7 @@ func TestRolloutRefusesADegradedClusterAndStopsAtASealedVoter(t *testing.T) {
 	other.key = "other"
 	transit := cli{bin: c.bin, addr: seal.address, token: seal.token, home: t.TempDir()}
 	transit.must(t, "write", "-f", seal.mount+"/keys/"+other.key)
-	api.setTemplate("vault-sealed", revision{config: r.config, seal: other})
+	api.setTemplate("vault-sealed", podRevision{config: r.config, seal: other})
 	pids := map[string]int{}
 	for _, n := range c.nodes {
 		pids[n.name] = n.proc.cmd.Process.Pid
@@ -906,7 +906,7 @@ func TestRolloutRefusesADegradedClusterAndStopsAtASealedVoter(t *testing.T) {
 	if err == nil {
 		t.Fatal("the rollout passed with a voter that cannot unseal")
 	}
-	dels := deletes(api.eventsSince(0))
+	dels := deleteEvents(api.eventsSince(0))
 	if len(dels) != 1 {
 		t.Fatalf("%d pods deleted; want the rollout to stop after the first: %v", len(dels), dels)
 	}
