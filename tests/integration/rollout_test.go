@@ -139,6 +139,9 @@ type kubeAPI struct {
 	snapshotDir          string
 	// terminations are the voters being terminated and restarted.
 	terminations sync.WaitGroup
+	// snapshotFails makes the snapshot Job fail, as an upload the bucket
+	// refuses would.
+	snapshotFails bool
 }
 
 // newKubeAPI starts the stand-in with every voter's pod on revision first.
@@ -414,6 +417,11 @@ func (api *kubeAPI) createSnapshotJob(name string) ([]byte, error) {
 	go func() {
 		status := batchv1.JobStatus{Succeeded: 1}
 		leader, err := api.c.leaderOnce()
+		api.mu.Lock()
+		if api.snapshotFails {
+			err = fmt.Errorf("upload: AccessDenied")
+		}
+		api.mu.Unlock()
 		if err == nil {
 			_, err = api.c.cli(leader, api.c.rootToken).run("", "operator", "raft", "snapshot", "save", filepath.Join(api.snapshotDir, name+".snap"))
 		}
@@ -864,8 +872,9 @@ func TestRolloutReplacesStandbysThenTheLeader(t *testing.T) {
 
 // TestRolloutRefusesADegradedClusterAndStopsAtASealedVoter: with a voter
 // down before the start, the rollout refuses and deletes nothing; with a
-// new HCL that leaves a replaced voter sealed, it stops after that voter,
-// naming it, and the two others, untouched, keep serving.
+// snapshot that fails, it stops before any voter; with a new HCL that
+// leaves a replaced voter sealed, it stops after that voter, naming it,
+// and the two others, untouched, keep serving.
 func TestRolloutRefusesADegradedClusterAndStopsAtASealedVoter(t *testing.T) {
 	t.Parallel()
 	r := render(t)
@@ -891,6 +900,21 @@ func TestRolloutRefusesADegradedClusterAndStopsAtASealedVoter(t *testing.T) {
 	c.start(down)
 	c.waitUnsealed(down)
 	c.waitAutopilotHealthy(len(c.nodes))
+
+	// A snapshot that fails: the rollout stops before any voter.
+	api.mu.Lock()
+	api.snapshotFails = true
+	api.mu.Unlock()
+	out, err = run.run()
+	if err == nil || !strings.Contains(out, "failed (BackoffLimitExceeded: upload: AccessDenied); no voter was touched") {
+		t.Fatalf("the rollout with a failing snapshot: %v; want it to stop, naming the snapshot Job's failure", err)
+	}
+	if dels := deleteEvents(api.eventsSince(0)); len(dels) != 0 {
+		t.Fatalf("the rollout deleted %v after its snapshot failed", dels)
+	}
+	api.mu.Lock()
+	api.snapshotFails = false
+	api.mu.Unlock()
 
 	// A new HCL whose seal cannot unseal this cluster (another transit key).
 	other := seal
