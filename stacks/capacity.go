@@ -41,9 +41,15 @@ func (c *Config) workloads() ([]workload, error) {
 		// request is the larger of its init containers and its containers.
 		{name: "raft snapshot job", pods: 1, containers: []kube.Resources{c.Backup.Resources}},
 		// The bootstrap Job's pod runs its steps one after another, all
-		// with the same resources. While a new revision runs, the previous
-		// one's pod has finished, and finished pods use no quota.
-		{name: "vault bootstrap job", pods: 1, containers: []kube.Resources{c.Bootstrap.Resources}},
+		// with the same resources, and so does the rollout Job's (the copy
+		// of the Vault CLI, then its script). The rollout Job starts only
+		// once the bootstrap's has finished, and finished pods use no
+		// quota: one pod, the larger of the two.
+		{name: "vault bootstrap or rollout job", pods: 1, containers: []kube.Resources{larger(c.Bootstrap.Resources, c.Rollout.Resources)}},
+		// The snapshot Job the rollout runs from the CronJob's template:
+		// the CronJob's Forbid keeps a scheduled run from starting beside
+		// it, not it from starting beside a scheduled run.
+		{name: "raft snapshot job of the rollout", pods: 1, containers: []kube.Resources{c.Backup.Resources}},
 	}
 	if d := c.Backup.Drill; d.Enabled {
 		// Forbid as well, and its schedule may meet the snapshot job's:
@@ -205,4 +211,29 @@ func (c *Config) validateDrillSnapshotSize(p *validate.Problems) {
 	if snapshot.Cmp(data) > 0 {
 		p.Addf("backup.drill.snapshotSize", "%s is above vault.dataStorage %s, the Raft volume a snapshot is taken of", snapshot.String(), data.String())
 	}
+}
+
+// larger is, for each request and limit, the larger of a's and b's: what a
+// pod that runs either needs.
+func larger(a, b kube.Resources) kube.Resources {
+	pick := func(x, y map[string]string) map[string]string {
+		out := map[string]string{}
+		for _, m := range []map[string]string{x, y} {
+			for k, v := range m {
+				q, err := resource.ParseQuantity(v)
+				if err != nil {
+					out[k] = v // reported by validation; kept so the check names it
+					continue
+				}
+				if cur, ok := out[k]; ok {
+					if c, err := resource.ParseQuantity(cur); err == nil && c.Cmp(q) >= 0 {
+						continue
+					}
+				}
+				out[k] = v
+			}
+		}
+		return out
+	}
+	return kube.Resources{Requests: pick(a.Requests, b.Requests), Limits: pick(a.Limits, b.Limits)}
 }

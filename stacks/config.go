@@ -16,6 +16,7 @@ import (
 	"github.com/secrets-platform/secrets-platform/components/guardrails"
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
 	"github.com/secrets-platform/secrets-platform/components/observability"
+	"github.com/secrets-platform/secrets-platform/components/rollout"
 	"github.com/secrets-platform/secrets-platform/components/validate"
 	"github.com/secrets-platform/secrets-platform/components/vault"
 	"github.com/secrets-platform/secrets-platform/internal/configkeys"
@@ -45,6 +46,9 @@ type Config struct {
 	// Bootstrap configures Vault's init, configuration and health gate
 	// (`bootstrap`).
 	Bootstrap bootstrap.Config `json:"bootstrap"`
+	// Rollout configures the Job that replaces the voters after a change
+	// of Vault's version, HCL or server values (`rollout`).
+	Rollout rollout.Config `json:"rollout"`
 	// DR configures disaster recovery in a second region (`dr`).
 	DR DRConfig `json:"dr"`
 }
@@ -108,6 +112,7 @@ func defaults() Config {
 		ExternalSecrets: externalsecrets.DefaultConfig(),
 		Observability:   observability.DefaultConfig(),
 		Bootstrap:       bootstrap.DefaultConfig(),
+		Rollout:         rollout.DefaultConfig(),
 	}
 }
 
@@ -136,6 +141,7 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 		{"externalSecrets", &cfg.ExternalSecrets},
 		{"observability", &cfg.Observability},
 		{"bootstrap", &cfg.Bootstrap},
+		{"rollout", &cfg.Rollout},
 		{"dr", &cfg.DR},
 	}
 	for _, g := range groups {

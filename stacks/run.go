@@ -13,6 +13,7 @@ import (
 	"github.com/secrets-platform/secrets-platform/components/guardrails"
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
 	"github.com/secrets-platform/secrets-platform/components/observability"
+	"github.com/secrets-platform/secrets-platform/components/rollout"
 	"github.com/secrets-platform/secrets-platform/components/vault"
 )
 
@@ -38,6 +39,8 @@ type Platform struct {
 	Backup          *backup.BackupBucket
 	Bootstrap       *bootstrap.VaultBootstrap
 	ExternalSecrets *externalsecrets.ExternalSecretsStack
+	// Rollout replaces the voters when their pod template changes.
+	Rollout *rollout.VaultRollout
 	// Observability is nil unless the Prometheus Operator is there.
 	Observability *observability.Observability
 }
@@ -107,6 +110,14 @@ func Compose(ctx *pulumi.Context, cfg *Config) (*Platform, error) {
 		return nil, fmt.Errorf("creating external secrets: %w", err)
 	}
 
+	// After the bootstrap's Job: it writes the rollout's Vault role and
+	// leaves the cluster configured and healthy, and a first install's
+	// rollout has nothing to do. See the README's section on rollouts.
+	p.Rollout, err = rollout.NewVaultRollout(ctx, rolloutName, rolloutArgs(cfg, p), onK8s)
+	if err != nil {
+		return nil, fmt.Errorf("creating vault rollout: %w", err)
+	}
+
 	if cfg.Observability.PrometheusOperator {
 		args, err := observabilityArgs(cfg, namespace, p)
 		if err != nil {
@@ -142,6 +153,7 @@ func (p *Platform) Outputs() map[string]pulumi.Output {
 		"restoreDrillCronJob":   p.Backup.RestoreDrillCronJobName,
 		"restoreDrillRoleArn":   p.Unseal.RestoreDrillRoleARN,
 		"bootstrapJob":          p.Bootstrap.JobName,
+		"rolloutJob":            p.Rollout.JobName,
 		"recoveryKeyArn":        p.Bootstrap.RecoveryKeyARN,
 		"recoveryReplicaKeyArn": p.Bootstrap.RecoveryReplicaKeyARN,
 		"secretStore":           p.ExternalSecrets.StoreName,

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/secrets-platform/secrets-platform/components/bootstrap"
 	"github.com/secrets-platform/secrets-platform/components/validate"
@@ -29,7 +30,9 @@ func (c *Config) problems() validate.Problems {
 	p = append(p, c.ExternalSecrets.Validate("externalSecrets")...)
 	p = append(p, c.Observability.Validate("observability")...)
 	p = append(p, c.Bootstrap.Validate("bootstrap")...)
+	p = append(p, c.Rollout.Validate("rollout")...)
 	c.validateVaultClients(&p)
+	c.validateRollout(&p)
 	c.validateDR(&p)
 	return p
 }
@@ -124,6 +127,7 @@ func (c *Config) validateVaultClients(p *validate.Problems) {
 	for _, r := range []struct{ key, role string }{
 		{"externalSecrets.store.role", c.ExternalSecrets.Store.Role},
 		{"backup.vaultRole", c.Backup.VaultRole},
+		{"rollout.vaultRole", c.Rollout.VaultRole},
 	} {
 		if !strings.HasPrefix(r.role, prefix) {
 			p.Addf(r.key, "%q must start with bootstrap.namePrefix (%q): the bootstrap creates this role and manages only names with its prefix", r.role, prefix)
@@ -137,5 +141,24 @@ func (c *Config) validateVaultClients(p *validate.Problems) {
 	}
 	if c.Backup.VaultAuthMount != c.ExternalSecrets.Store.AuthMount {
 		p.Addf("backup.vaultAuthMount", "%q differs from externalSecrets.store.authMount (%q): the bootstrap configures one Kubernetes auth method for both", c.Backup.VaultAuthMount, c.ExternalSecrets.Store.AuthMount)
+	}
+}
+
+// validateRollout relates the rollout's waits to what bounds them: its Job's
+// deadline must cover the snapshot and every voter's wait (else `pulumi up`
+// gives up with no message from the script), and each voter's wait must
+// end before the Vault token it logged in with for that voter expires.
+func (c *Config) validateRollout(p *validate.Problems) {
+	r := c.Rollout
+	if r.VaultRole == c.Backup.VaultRole || r.VaultRole == c.ExternalSecrets.Store.Role || r.VaultRole == c.Bootstrap.ConfiguratorRole() {
+		p.Addf("rollout.vaultRole", "%q is another client's role (backup.vaultRole, externalSecrets.store.role or the bootstrap's own); each client needs its own role and policy", r.VaultRole)
+	}
+	waits := c.Backup.ActiveDeadlineSeconds + rolloutSnapshotMargin + c.Vault.Replicas*r.VoterTimeoutSeconds
+	if r.TimeoutSeconds <= waits {
+		p.Addf("rollout.timeoutSeconds", "%d must exceed the waits of the rollout: the snapshot (backup.activeDeadlineSeconds %d + %d) plus vault.replicas (%d) times rollout.voterTimeoutSeconds (%d), %d in all",
+			r.TimeoutSeconds, c.Backup.ActiveDeadlineSeconds, rolloutSnapshotMargin, c.Vault.Replicas, r.VoterTimeoutSeconds, waits)
+	}
+	if ttl, err := time.ParseDuration(c.Bootstrap.TokenTTL); err == nil && time.Duration(r.VoterTimeoutSeconds)*time.Second >= ttl {
+		p.Addf("rollout.voterTimeoutSeconds", "%d must be shorter than bootstrap.tokenTtl (%s): the rollout logs in once per voter and its token must outlast the wait", r.VoterTimeoutSeconds, c.Bootstrap.TokenTTL)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/secrets-platform/secrets-platform/components/guardrails"
 	"github.com/secrets-platform/secrets-platform/components/kmsunseal"
 	"github.com/secrets-platform/secrets-platform/components/observability"
+	"github.com/secrets-platform/secrets-platform/components/rollout"
 	"github.com/secrets-platform/secrets-platform/components/vault"
 )
 
@@ -24,7 +25,21 @@ const (
 	esoRelease    = "external-secrets"
 	backupName    = "vault-backup"
 	bootstrapName = "vault-bootstrap"
+	rolloutName   = "vault-rollout"
 )
+
+// rolloutSnapshotMargin is how much longer than the snapshot Job's own
+// deadline (backup.activeDeadlineSeconds) the rollout waits for it: the
+// time to schedule its pod.
+const rolloutSnapshotMargin = 60
+
+// rolloutPodLabels label the rollout Job's pods, for network policies.
+var rolloutPodLabels = map[string]string{
+	"app.kubernetes.io/name":      "vault-rollout",
+	"app.kubernetes.io/instance":  rolloutName,
+	"app.kubernetes.io/component": "rollout",
+	"app.kubernetes.io/part-of":   "secrets-platform",
+}
 
 // bootstrapPodLabels label the bootstrap Job's pods, for network policies.
 var bootstrapPodLabels = map[string]string{
@@ -58,6 +73,7 @@ func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 			SnapshotPodLabels:     backup.PodLabels(backupName),
 			RestoreDrillPodLabels: drillLabels(cfg),
 			BootstrapPodLabels:    bootstrapPodLabels,
+			RolloutPodLabels:      rolloutPodLabels,
 			KubeAPICIDRs:          cfg.Kubernetes.APIServerCIDRs,
 			KubeAPIPort:           cfg.Kubernetes.APIServerPort,
 			KubeAPIClusterIP:      cfg.Kubernetes.APIServerClusterIP,
@@ -149,10 +165,14 @@ func backupArgs(ctx *pulumi.Context, cfg *Config, namespace pulumi.StringInput, 
 	}
 }
 
+// voterName is the pod name of voter i: the chart's StatefulSet is named
+// after the release.
+func voterName(i int) string { return fmt.Sprintf("%s-%d", vaultRelease, i) }
+
 func bootstrapArgs(ctx *pulumi.Context, cfg *Config, v *vault.HardenedVault, b *backup.BackupBucket, drProvider *aws.Provider) *bootstrap.VaultBootstrapArgs {
 	voters := make([]bootstrap.Voter, cfg.Vault.Replicas)
 	for i := range voters {
-		voters[i] = bootstrap.Voter{Name: fmt.Sprintf("%s-%d", vaultRelease, i), Address: vault.PodAddress(vaultRelease, i)}
+		voters[i] = bootstrap.Voter{Name: voterName(i), Address: vault.PodAddress(vaultRelease, i)}
 	}
 	args := &bootstrap.VaultBootstrapArgs{
 		Config:            cfg.Bootstrap,
@@ -201,6 +221,12 @@ func vaultSetup(cfg *Config) bootstrap.VaultSetup {
 			{Name: b.VaultRole, ServiceAccount: b.ServiceAccount, Namespace: cfg.Namespace, Rules: []bootstrap.Rule{
 				{Path: backup.SnapshotPath, Capabilities: []string{"read"}},
 			}},
+			// The rollout reads autopilot's state: the voters, their health,
+			// the leader and the failure tolerance. The rest it reads from
+			// endpoints that need no token (sys/seal-status, sys/leader).
+			{Name: cfg.Rollout.VaultRole, ServiceAccount: cfg.Rollout.ServiceAccount, Namespace: cfg.Namespace, Rules: []bootstrap.Rule{
+				{Path: "sys/storage/raft/autopilot/state", Capabilities: []string{"read"}},
+			}},
 		},
 	}
 }
@@ -242,9 +268,37 @@ func observabilityArgs(cfg *Config, namespace pulumi.StringInput, p *Platform) (
 		VaultCASecretName:           p.Vault.CASecretName,
 		SnapshotCronJobName:         p.Backup.CronJobName,
 		BootstrapJob:                bootstrapName,
+		RolloutJob:                  rolloutName,
 		SnapshotIntervalSeconds:     interval,
 		// Grafana's dashboard sidecar watches its own namespace.
 		DashboardNamespace: pulumi.String(cfg.Observability.MonitoringNamespace),
 		MonitorLabels:      monitorLabels,
 	}, nil
+}
+
+// rolloutArgs wire the rollout after what it needs: the Vault release (the
+// StatefulSet's new template), the bootstrap's Job (its Vault role, a
+// configured and healthy cluster) and the snapshot CronJob it runs first
+// (through its name).
+func rolloutArgs(cfg *Config, p *Platform) *rollout.VaultRolloutArgs {
+	voters := make([]rollout.Voter, cfg.Vault.Replicas)
+	for i := range voters {
+		voters[i] = rollout.Voter{Name: voterName(i), Address: vault.PodAddress(vaultRelease, i)}
+	}
+	return &rollout.VaultRolloutArgs{
+		Config:                 cfg.Rollout,
+		Namespace:              cfg.Namespace,
+		StatefulSet:            vaultRelease,
+		Voters:                 voters,
+		ServerPodTemplate:      p.Vault.ServerPodTemplate,
+		VaultAddress:           p.Vault.ActiveAddress,
+		VaultImage:             p.Vault.Image,
+		VaultCASecretName:      p.Vault.CASecretName,
+		AuthMount:              cfg.ExternalSecrets.Store.AuthMount,
+		Audience:               bootstrap.Audience,
+		SnapshotCronJobName:    p.Backup.CronJobName,
+		SnapshotTimeoutSeconds: cfg.Backup.ActiveDeadlineSeconds + rolloutSnapshotMargin,
+		PodLabels:              rolloutPodLabels,
+		DependsOn:              []pulumi.Resource{p.Vault.Release, p.Bootstrap.Job},
+	}
 }

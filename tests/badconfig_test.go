@@ -157,6 +157,19 @@ func TestBadConfigFailsBeforeAnythingIsCreated(t *testing.T) {
 		{"cluster secret store with ESO scoped to its namespace", with("externalSecrets", func(e map[string]any) {
 			e["store"].(map[string]any)["cluster"] = true
 		}), "externalSecrets.store.cluster: true asks for a ClusterSecretStore, which ESO does not reconcile here"},
+		{"rollout image unpinned", map[string]any{ns + "rollout": map[string]any{"kubectlImage": "registry.k8s.io/kubectl:latest"}},
+			`rollout.kubectlImage: "registry.k8s.io/kubectl:latest" must be pinned to a version tag`},
+		{"rollout voter wait too short", map[string]any{ns + "rollout": map[string]any{"voterTimeoutSeconds": 10}},
+			"rollout.voterTimeoutSeconds: 10 is outside 30..3600"},
+		{"rollout deadline below its waits", map[string]any{ns + "rollout": map[string]any{"timeoutSeconds": 2000}},
+			"rollout.timeoutSeconds: 2000 must exceed the waits of the rollout: the snapshot (backup.activeDeadlineSeconds 1800 + 60) plus vault.replicas (3) times rollout.voterTimeoutSeconds (300), 2760 in all"},
+		{"rollout voter wait outlasts its token", merge(
+			map[string]any{ns + "rollout": map[string]any{"voterTimeoutSeconds": 900, "timeoutSeconds": 7200}},
+		), "rollout.voterTimeoutSeconds: 900 must be shorter than bootstrap.tokenTtl (10m)"},
+		{"rollout role without the bootstrap's prefix", map[string]any{ns + "rollout": map[string]any{"vaultRole": "rollout"}},
+			`rollout.vaultRole: "rollout" must start with bootstrap.namePrefix ("secrets-platform-")`},
+		{"rollout role shared with the snapshot job", map[string]any{ns + "rollout": map[string]any{"vaultRole": "secrets-platform-raft-snapshot"}},
+			`rollout.vaultRole: "secrets-platform-raft-snapshot" is another client's role`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

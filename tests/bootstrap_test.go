@@ -18,14 +18,11 @@ import (
 // and healthy. (The restore drill's CronJob runs a Vault of its own.)
 func TestWhatNeedsVaultWaitsForTheBootstrap(t *testing.T) {
 	mon := runStack(t, "production")
-	jobs := mon.ByType("kubernetes:batch/v1:Job")
-	if len(jobs) != 1 {
-		t.Fatalf("%d Jobs; want the bootstrap's", len(jobs))
-	}
-	job := jobs[0].URN
+	_, boot := jobOf(t, mon, "vault-bootstrap")
+	job := boot.URN
 	for _, release := range mon.ByType("kubernetes:helm.sh/v3:Release") {
-		if release.Name == "vault" && !slices.Contains(jobs[0].DependsOn, release.URN) {
-			t.Errorf("the bootstrap Job does not wait for the Vault release (depends on %v)", jobs[0].DependsOn)
+		if release.Name == "vault-release" && !slices.Contains(boot.DependsOn, release.URN) {
+			t.Errorf("the bootstrap Job does not wait for the Vault release (depends on %v)", boot.DependsOn)
 		}
 	}
 	dependents := []recorder.Resource{MustFind(t, mon, cronJobType, snapshotCronJob)}
@@ -113,7 +110,7 @@ func TestCapacityCountsTheBootstrapJob(t *testing.T) {
 	if err == nil {
 		t.Fatal("a bootstrap pod of 5 cpu fits a quota of 8 cpu beside 3 voters of 500m and ESO: it is not counted")
 	}
-	if want := "1 x vault bootstrap job (requests cpu 5"; !strings.Contains(err.Error(), want) {
+	if want := "1 x vault bootstrap or rollout job (requests cpu 5"; !strings.Contains(err.Error(), want) {
 		t.Errorf("error does not say %q:\n%v", want, err)
 	}
 }

@@ -104,6 +104,7 @@ func TestPlatformFlowsUnderBothDataplanes(t *testing.T) {
 		snapshot   = pod("snapshot job", "10.40.64.30", templateLabels(t, mon, "kubernetes:batch/v1:CronJob", "vault-raft-snapshot"))
 		drill      = pod("restore drill", "10.40.96.31", templateLabels(t, mon, "kubernetes:batch/v1:CronJob", "vault-restore-drill"))
 		boot       = pod("bootstrap job", "10.40.128.32", templateLabels(t, mon, "kubernetes:batch/v1:Job", "vault-bootstrap"))
+		rolloutJob = pod("rollout job", "10.40.128.33", templateLabels(t, mon, "kubernetes:batch/v1:Job", "vault-rollout"))
 		apiClient  = pod("postgres client", "10.40.64.40", map[string]string{"app.kubernetes.io/component": "api"})
 		postgres   = pod("postgres", "10.40.64.41", map[string]string{"app.kubernetes.io/name": "postgres"})
 		prometheus = Endpoint{Name: "prometheus", Namespace: "monitoring", Labels: map[string]string{"app.kubernetes.io/name": "prometheus"}, IP: "10.40.96.50"}
@@ -136,9 +137,11 @@ func TestPlatformFlowsUnderBothDataplanes(t *testing.T) {
 		toAPI("eso cert-controller patches the CRDs and webhook configurations", certCtl),
 		toAPI("vault (leader) reviews tokens for Kubernetes auth", vault0),
 		toAPI("vault (standby) registers its labels (service registration)", vault1),
+		toAPI("rollout job reads the StatefulSet and deletes voters", rolloutJob),
+		direct("rollout job reads every voter's health", rolloutJob, vault1, 8200),
 		direct("the API server calls the eso webhook", apiENI, webhook, 10250),
 		dns(vault0, udp), dns(vault0, tcp), dns(controller, udp), dns(webhook, udp), dns(certCtl, udp),
-		dns(snapshot, udp), dns(drill, udp), dns(boot, udp),
+		dns(snapshot, udp), dns(drill, udp), dns(boot, udp), dns(rolloutJob, udp),
 		via("eso controller reads Vault", controller, vault1, 8200, vaultSvc),
 		direct("raft between voters", vault1, vault0, 8201),
 		direct("request forwarding and joins on the api address", vault1, vault0, 8200),

@@ -47,6 +47,7 @@ var (
 	esoCertPods       = map[string]string{"app.kubernetes.io/name": "external-secrets-cert-controller", "app.kubernetes.io/instance": "external-secrets"}
 	snapshotPods      = map[string]string{"app.kubernetes.io/name": "vault-snapshot", "app.kubernetes.io/instance": "vault"}
 	bootstrapPods     = map[string]string{"app.kubernetes.io/name": "vault-bootstrap"}
+	rolloutPods       = map[string]string{"app.kubernetes.io/name": "vault-rollout"}
 	drillPods         = map[string]string{"app.kubernetes.io/name": "vault-restore-drill", "app.kubernetes.io/instance": "vault"}
 	appPods           = map[string]string{"app": "billing"}
 	postgresPods      = map[string]string{"app": "postgres"}
@@ -70,6 +71,7 @@ func productionArgs(namespace string) *guardrails.NamespaceGuardrailsArgs {
 			ExternalSecretsWebhookPodLabels:    esoWebhookPods,
 			SnapshotPodLabels:                  snapshotPods,
 			BootstrapPodLabels:                 bootstrapPods,
+			RolloutPodLabels:                   rolloutPods,
 			RestoreDrillPodLabels:              drillPods,
 			KubeAPICIDRs:                       []string{"10.0.0.0/28"},
 			KubeAPIClusterIP:                   "172.20.0.1",
@@ -296,6 +298,7 @@ func TestPlatformFlows(t *testing.T) {
 		certCtl    = pod(ns, esoCertPods)
 		snapshot   = pod(ns, snapshotPods)
 		boot       = pod(ns, bootstrapPods)
+		rollout    = pod(ns, rolloutPods)
 		drill      = pod(ns, drillPods)
 		app        = pod(ns, appPods)
 		postgres   = pod(ns, postgresPods)
@@ -338,6 +341,14 @@ func TestPlatformFlows(t *testing.T) {
 		{"bootstrap job to kms and s3", boot, kmsVPCE, 443, tcp, true},
 		{"bootstrap job not to kube api", boot, apiServer, 443, tcp, false},
 		{"bootstrap job not to the internet", boot, internet, 443, tcp, false},
+		{"rollout job reaches every voter", rollout, vault, 8200, tcp, true},
+		{"rollout job not to raft", rollout, vault, 8201, tcp, false},
+		{"rollout job to the kube api", rollout, apiServer, 443, tcp, true},
+		{"rollout job resolves names", rollout, coreDNS, 53, udp, true},
+		{"rollout job not to aws", rollout, kmsVPCE, 443, tcp, false},
+		{"rollout job not to the internet", rollout, internet, 443, tcp, false},
+		{"rollout job not to eso", rollout, controller, 8080, tcp, false},
+		{"nothing reaches the rollout job", vault, rollout, 8200, tcp, false},
 		{"eso not to aws", controller, kmsVPCE, 443, tcp, false},
 		{"restore drill to s3, kms and sts", drill, kmsVPCE, 443, tcp, true},
 		{"restore drill resolves names", drill, coreDNS, 53, udp, true},
@@ -545,6 +556,7 @@ func TestBaselineAndOptionalPolicies(t *testing.T) {
 		args.PodSecurityLevel, args.PodSecurityVersion = "baseline", "latest"
 		args.Network.SnapshotPodLabels, args.AWSCIDRs, args.Network.MonitoringNamespace = nil, nil, ""
 		args.Network.BootstrapPodLabels, args.Network.RestoreDrillPodLabels = nil, nil
+		args.Network.RolloutPodLabels = nil
 		args.ExtraAllows = nil
 		_, err := guardrails.NewNamespaceGuardrails(ctx, "dev", args)
 		return err
@@ -556,7 +568,7 @@ func TestBaselineAndOptionalPolicies(t *testing.T) {
 	}
 	pols := policies(t, mon)
 	for name := range pols {
-		for _, absent := range []string{"snapshot", "bootstrap", "drill", "aws", "monitoring"} {
+		for _, absent := range []string{"snapshot", "bootstrap", "rollout", "drill", "aws", "monitoring"} {
 			if strings.Contains(name, absent) {
 				t.Errorf("policy %s exists though its %s input is empty", name, absent)
 			}

@@ -73,6 +73,11 @@ type NetworkArgs struct {
 	// BootstrapPodLabels select the pods of the VaultBootstrap Job, which
 	// call every voter and AWS (KMS, S3); empty means there is no bootstrap.
 	BootstrapPodLabels map[string]string
+	// RolloutPodLabels select the pods of the VaultRollout Job, which call
+	// every voter and the Kubernetes API (to read and delete the voters'
+	// pods and run the snapshot Job) and nothing else; empty means there is
+	// no rollout and no policy for it.
+	RolloutPodLabels map[string]string
 	// RestoreDrillPodLabels select the pods of the restore drill, which
 	// reach S3, KMS and STS and nothing else; empty means there is no drill
 	// and no policy for it.
@@ -216,6 +221,10 @@ func networkPolicies(name string, n NetworkArgs, c Config) ([]policy, error) {
 	}
 	if len(n.BootstrapPodLabels) > 0 {
 		ps = append(ps, flow(name+"-bootstrap-to-vault", n.BootstrapPodLabels, vault, tcp(vaultAPIPort))...)
+	}
+	if len(n.RolloutPodLabels) > 0 {
+		ps = append(ps, flow(name+"-rollout-to-vault", n.RolloutPodLabels, vault, tcp(vaultAPIPort))...)
+		ps = append(ps, toKubeAPI(name+"-rollout-kube-api-egress", n.RolloutPodLabels))
 	}
 	ps = append(ps,
 		// Vault: Kubernetes auth (TokenReview) and service registration.

@@ -17,6 +17,7 @@ const (
 	AlertVaultSnapshotTooOld      = "VaultSnapshotTooOld"
 	AlertVaultSnapshotJobFailed   = "VaultSnapshotJobFailed"
 	AlertVaultBootstrapFailed     = "VaultBootstrapFailed"
+	AlertVaultRolloutFailed       = "VaultRolloutFailed"
 	AlertExternalSecretNotSynced  = "ExternalSecretNotSynced"
 	// AlertExternalSecretsMetricsMissing guards the one above: without
 	// ESO's metrics it could never fire.
@@ -47,6 +48,7 @@ const (
 	runbookSecrets  = "secret-rotation.md"
 	runbookCapacity = "post-deploy-checks.md"
 	runbookInstall  = "install-and-init.md"
+	runbookUpgrades = "upgrades.md"
 )
 
 // ruleGroups are the alerts, each with a severity, a summary, a description
@@ -213,6 +215,18 @@ func ruleGroups(s scope) []ruleGroup {
 			},
 		}},
 	}
+	if s.RolloutJob != "" {
+		groups[0].Rules = append(groups[0].Rules, rule{
+			Alert:  AlertVaultRolloutFailed,
+			Expr:   rolloutFailed(s),
+			Labels: labels(severityCritical),
+			Annotations: annotations(s, runbookUpgrades, "the-rollout-job-failed",
+				"Vault rollout Job {{ $labels.job_name }} failed",
+				"Job {{ $labels.namespace }}/{{ $labels.job_name }} stopped replacing the Vault voters: the cluster was not healthy "+
+					"before it started, the snapshot failed, or a replaced voter did not come back (on the new revision, unsealed, "+
+					"a healthy voter, caught up) in time. The voters may run two revisions, and `pulumi up` failed."),
+		})
+	}
 	if s.DrillCronJob != "" {
 		groups = append(groups, ruleGroup{Name: "disaster-recovery", Rules: drillRules(s)})
 	}
@@ -284,6 +298,14 @@ func jobFailed(s scope, cronJob string) string {
 func bootstrapFailed(s scope) string {
 	return fmt.Sprintf(`max by (namespace, job_name) (kube_job_failed{%s,condition="true",job_name=~%q} == 1)`,
 		s.nsSel(), s.BootstrapJob+"-[0-9a-f]{10}")
+}
+
+// rolloutFailed: a rollout Job (<RolloutJob>-<10 hex>, one per server pod
+// template) with the Failed condition. The next `pulumi up` replaces it
+// (and continues the rollout), which ends the alert.
+func rolloutFailed(s scope) string {
+	return fmt.Sprintf(`max by (namespace, job_name) (kube_job_failed{%s,condition="true",job_name=~%q} == 1)`,
+		s.nsSel(), s.RolloutJob+"-[0-9a-f]{10}")
 }
 
 // quotaNearlyFull compares used with hard per quota and resource; a hard

@@ -100,6 +100,9 @@ type ObservabilityArgs struct {
 	// BootstrapJob is the VaultBootstrap component's name, which its Jobs'
 	// names start with (required).
 	BootstrapJob string
+	// RolloutJob is the VaultRollout component's name, which its Jobs'
+	// names start with; "" means there is no rollout and no alert about it.
+	RolloutJob string
 	// SnapshotIntervalSeconds is the longest gap between two scheduled
 	// snapshots (ScheduleIntervalSeconds of the CronJob's schedule;
 	// required). An alert fires when the last successful snapshot is older
@@ -159,6 +162,7 @@ type scope struct {
 	CASecretName     string
 	CronJob          string
 	BootstrapJob     string
+	RolloutJob       string
 	SnapshotInterval time.Duration
 	// DrillCronJob is the restore drill's CronJob; "" without a drill.
 	DrillCronJob   string
@@ -250,6 +254,7 @@ func NewObservability(ctx *pulumi.Context, name string, args *ObservabilityArgs,
 			CASecretName:     v[1].(string),
 			CronJob:          v[2].(string),
 			BootstrapJob:     a.BootstrapJob,
+			RolloutJob:       a.RolloutJob,
 			SnapshotInterval: time.Duration(a.SnapshotIntervalSeconds) * time.Second,
 			RunbookBaseURL:   a.RunbookBaseURL,
 			ProbeJob:         name + "-vault-tls",

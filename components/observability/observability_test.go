@@ -53,6 +53,7 @@ func newArgs() *observability.ObservabilityArgs {
 		VaultCASecretName:       pulumi.String("vault-ca"),
 		SnapshotCronJobName:     pulumi.String(cronJob),
 		BootstrapJob:            "vault-bootstrap",
+		RolloutJob:              "vault-rollout",
 		SnapshotIntervalSeconds: sixHours,
 		// The drill's default schedule, weekly.
 		RestoreDrillCronJobName:     pulumi.String(drillCronJob),
@@ -237,6 +238,8 @@ var requiredAlerts = []struct {
 	{observability.AlertVaultSnapshotJobFailed, []string{`kube_job_failed{namespace="production",condition="true"}`, `owner_kind="CronJob",owner_name="vault-backup-snapshot"`}},
 	// A bootstrap Job failed: the Failed condition on a Job of its revisions.
 	{observability.AlertVaultBootstrapFailed, []string{`kube_job_failed{namespace="production",condition="true",job_name=~"vault-bootstrap-[0-9a-f]{10}"}`}},
+	// A rollout Job failed: the Failed condition on a Job of its pod templates.
+	{observability.AlertVaultRolloutFailed, []string{`kube_job_failed{namespace="production",condition="true",job_name=~"vault-rollout-[0-9a-f]{10}"}`}},
 	// A restore drill failed: the drill CronJob's Jobs, as for snapshots.
 	{observability.AlertVaultRestoreDrillFailed, []string{`kube_job_failed{namespace="production",condition="true"}`, `owner_kind="CronJob",owner_name="vault-backup-restore-drill"`}},
 	// No drill has passed for twice the weekly schedule: 1209600 s.

@@ -79,6 +79,11 @@ type HardenedVault struct {
 	// Release is the Helm release; dependents that need a running Vault
 	// depend on it.
 	Release *helmv3.Release
+	// ServerPodTemplate is what shapes the server pods' template (chart
+	// version, image, HCL, the values the chart renders into the pods), as
+	// a JSON document: it changes exactly when the voters must be replaced
+	// to run what was deployed (VaultRollout).
+	ServerPodTemplate pulumi.StringOutput
 }
 
 // ServerPodLabels are the labels the chart puts on the Vault server pods of
@@ -145,8 +150,8 @@ func NewHardenedVault(ctx *pulumi.Context, name string, args *HardenedVaultArgs,
 		return nil, fmt.Errorf("creating TLS reloader script: %w", err)
 	}
 
-	values := pulumi.All(ns, a.ServiceAccountRoleARN, a.Seal.Region, a.Seal.KMSKeyID).ApplyT(
-		func(v []any) (map[string]any, error) {
+	typedValues := pulumi.All(ns, a.ServiceAccountRoleARN, a.Seal.Region, a.Seal.KMSKeyID).ApplyT(
+		func(v []any) (*chartValues, error) {
 			namespace, roleARN, region, keyID := v[0].(string), v[1].(string), v[2].(string), v[3].(string)
 			config, err := serverConfig(configParams{
 				Name:     name,
@@ -181,8 +186,14 @@ func NewHardenedVault(ctx *pulumi.Context, name string, args *HardenedVaultArgs,
 			if err != nil {
 				return nil, err
 			}
-			return kube.ValuesMap(typed)
-		}).(pulumi.MapOutput)
+			return typed, nil
+		})
+	values := typedValues.ApplyT(func(v any) (map[string]any, error) {
+		return kube.ValuesMap(v.(*chartValues))
+	}).(pulumi.MapOutput)
+	podTemplate := typedValues.ApplyT(func(v any) (string, error) {
+		return serverPodTemplate(a.ChartVersion, *v.(*chartValues))
+	}).(pulumi.StringOutput)
 
 	release, err := helmv3.NewRelease(ctx, name+"-release", &helmv3.ReleaseArgs{
 		// Release name = fullnameOverride = name: the services are <name>,
@@ -214,6 +225,7 @@ func NewHardenedVault(ctx *pulumi.Context, name string, args *HardenedVaultArgs,
 	comp.ServiceAccountName = pulumi.String(a.ServiceAccount).ToStringOutput()
 	comp.ReleaseStatus = release.Status.Status()
 	comp.Release = release
+	comp.ServerPodTemplate = podTemplate
 
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{
 		"address":             comp.Address,

@@ -62,6 +62,8 @@ type rendered struct {
 	// version.
 	values       map[string]any
 	chartVersion string
+	// rollout is the VaultRollout Job.
+	rollout rolloutJob
 }
 
 // reloaderSidecar is the tls-reloader container and its script, read from
@@ -171,6 +173,7 @@ func renderWith(t *testing.T, overrides map[string]any) *rendered {
 
 	r.job = snapshotJobOf(t, mon)
 	r.bootstrap = bootstrapJobOf(t, mon)
+	r.rollout = rolloutJobOf(t, mon)
 	r.drill = restoreDrillOf(t, mon)
 	r.reloader = reloaderOf(t, mon, r.namespace, values, volumes)
 	return r
@@ -378,15 +381,11 @@ type bootstrapJob struct {
 	files map[string]string
 }
 
-// bootstrapJobOf finds the one Job and reads the ConfigMap it mounts.
+// bootstrapJobOf finds the one bootstrap Job (labelled as its component)
+// and reads the ConfigMap it mounts.
 func bootstrapJobOf(t *testing.T, mon *recorder.Monitor) bootstrapJob {
 	t.Helper()
-	recorded := mon.ByType(jobType)
-	if len(recorded) != 1 {
-		t.Fatalf("%d Jobs registered; want the bootstrap", len(recorded))
-	}
-	var job batchv1.Job
-	tests.Decode(t, recorded[0].Inputs, &job)
+	job := componentJob(t, mon, "bootstrap")
 	pod := job.Spec.Template.Spec
 	b := bootstrapJob{namespace: job.Namespace, serviceAccount: pod.ServiceAccountName, containers: map[string]corev1.Container{}}
 	for _, c := range append(append([]corev1.Container{}, pod.InitContainers...), pod.Containers...) {
@@ -494,4 +493,22 @@ func containerEnv(c corev1.Container, name string) string {
 		}
 	}
 	return ""
+}
+
+// componentJob finds the one Job whose app.kubernetes.io/component label is
+// component.
+func componentJob(t *testing.T, mon *recorder.Monitor, component string) batchv1.Job {
+	t.Helper()
+	var found []batchv1.Job
+	for _, r := range mon.ByType(jobType) {
+		var job batchv1.Job
+		tests.Decode(t, r.Inputs, &job)
+		if job.Labels["app.kubernetes.io/component"] == component {
+			found = append(found, job)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d Jobs of component %s registered; want one", len(found), component)
+	}
+	return found[0]
 }
