@@ -1,9 +1,11 @@
 package stacks
 
 import (
+	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/secrets-platform/secrets-platform/components/bootstrap"
 	"github.com/secrets-platform/secrets-platform/components/validate"
@@ -28,6 +30,8 @@ func (c *Config) problems() validate.Problems {
 	p = append(p, c.Observability.Validate("observability")...)
 	p = append(p, c.Bootstrap.Validate("bootstrap")...)
 	c.validateVaultClients(&p)
+	p = append(p, bootstrap.ValidateDatabases("databases", c.Databases)...)
+	c.validateDatabaseDelivery(&p)
 	c.validateDR(&p)
 	return p
 }
@@ -116,4 +120,71 @@ func (c *Config) validateVaultClients(p *validate.Problems) {
 	if c.Backup.VaultAuthMount != c.ExternalSecrets.Store.AuthMount {
 		p.Addf("backup.vaultAuthMount", "%q differs from externalSecrets.store.authMount (%q): the bootstrap configures one Kubernetes auth method for both", c.Backup.VaultAuthMount, c.ExternalSecrets.Store.AuthMount)
 	}
+}
+
+// minRefreshesPerRotation is how many ESO refreshes a rotation period must
+// span at least. After each rotation the delivered Secret holds a password
+// Postgres refuses until ESO's next refresh (up to one interval); with a
+// period of a few intervals that stale window stays a small share of it.
+const minRefreshesPerRotation = 3
+
+// validateDatabaseDelivery relates the ExternalSecrets that deliver static
+// roles to the databases: the role must exist, one ExternalSecret
+// per role, and its rotation period must span a few of the ExternalSecret's
+// refresh intervals.
+func (c *Config) validateDatabaseDelivery(p *validate.Problems) {
+	e := c.ExternalSecrets
+	type staticRole struct {
+		key            string // its config path
+		name, rotation string
+	}
+	roles := map[string]staticRole{}
+	var known []string
+	for i, d := range bootstrap.ResolveDatabases(c.Databases) {
+		for j, r := range d.StaticRoles {
+			roles[r.Name] = staticRole{fmt.Sprintf("databases[%d].staticRoles[%d]", i, j), r.Name, r.RotationPeriod}
+			known = append(known, r.Name)
+		}
+	}
+	b := c.Bootstrap
+	if len(c.Databases) > 0 && b.TimeoutSeconds > b.GateTimeoutSeconds && b.TimeoutSeconds <= 2*b.GateTimeoutSeconds {
+		p.Addf("bootstrap.timeoutSeconds", "%d must exceed twice bootstrap.gateTimeoutSeconds (%d) with databases: the Job may wait that long for a database's one-time admin password, and as long again for the gate", b.TimeoutSeconds, b.GateTimeoutSeconds)
+	}
+	deliveredBy := map[string]string{}
+	for i, s := range e.Secrets {
+		if s.StaticRole == "" {
+			continue
+		}
+		key := validate.Index("externalSecrets.secrets", i)
+		role, ok := roles[s.StaticRole]
+		if !ok {
+			p.Addf(key+".staticRole", "%q is not a static role of databases[].staticRoles (they are: %s)", s.StaticRole, orNone(known))
+			continue
+		}
+		if other, dup := deliveredBy[role.name]; dup {
+			p.Addf(key+".staticRole", "%q is already delivered by ExternalSecret %q; one ExternalSecret per static role (consumers share its Secret)", role.name, other)
+		}
+		deliveredBy[role.name] = s.Name
+		refresh := s.RefreshInterval
+		if refresh == "" {
+			refresh = e.RefreshInterval
+		}
+		r, err1 := time.ParseDuration(refresh)
+		period, err2 := time.ParseDuration(role.rotation)
+		if err1 != nil || err2 != nil {
+			continue // reported by their groups
+		}
+		if period < minRefreshesPerRotation*r {
+			p.Addf(role.key+".rotationPeriod",
+				"%s is under %d refresh intervals (%s) of ExternalSecret %q, which delivers it: after each rotation Postgres refuses the delivered password until ESO's next refresh, up to %s later, so a shorter period leaves consumers with a refused password for much of it; use at least %s, or refresh more often",
+				role.rotation, minRefreshesPerRotation, refresh, s.Name, refresh, minRefreshesPerRotation*r)
+		}
+	}
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }

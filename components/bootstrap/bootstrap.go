@@ -412,6 +412,10 @@ func check(name string, args *VaultBootstrapArgs) error {
 	}
 	problems.NonEmpty("Setup.KVMount", args.Setup.KVMount)
 	problems.NonEmpty("Setup.AuthMount", args.Setup.AuthMount)
+	problems = append(problems, ValidateDatabases("Setup.Databases", args.Setup.Databases)...)
+	if len(args.Setup.Databases) > 0 && args.TimeoutSeconds > args.GateTimeoutSeconds && args.TimeoutSeconds <= 2*args.GateTimeoutSeconds {
+		problems.Addf(name+".timeoutSeconds", "%d must exceed twice gateTimeoutSeconds (%d) with databases: the Job may wait that long for a database's one-time admin password, and as long again for the gate", args.TimeoutSeconds, args.GateTimeoutSeconds)
+	}
 	problems.NonEmpty("AuditFile", args.AuditFile)
 	problems.NonEmpty("InitPrefix", args.InitPrefix)
 	problems.PinnedImage("AWSCLIImage", args.AWSCLIImage)
