@@ -166,6 +166,9 @@ func NewVaultBootstrap(ctx *pulumi.Context, name string, args *VaultBootstrapArg
 	if err := b.newRolePolicy(role, recoveryKey); err != nil {
 		return nil, err
 	}
+	if err := b.newIntakeServiceAccount(); err != nil {
+		return nil, err
+	}
 	job, err := b.newJob(p, role.Arn, recoveryKey)
 	if err != nil {
 		return nil, err
@@ -260,6 +263,28 @@ func (b *build) newRolePolicy(role *iam.Role, recoveryKey pulumi.StringOutput) e
 		Policy: doc,
 	}, b.parent); err != nil {
 		return fmt.Errorf("creating bootstrap role policy: %w", err)
+	}
+	return nil
+}
+
+// newIntakeServiceAccount creates, with databases, the identity that may
+// only write their one-time admin passwords (Config.IntakeRole). No pod
+// runs as it: an operator asks the API server for a token of it
+// (Config.IntakeCommand), so who may is whoever Kubernetes RBAC lets
+// create its tokens.
+func (b *build) newIntakeServiceAccount() error {
+	a := b.args
+	if len(a.Setup.Databases) == 0 {
+		return nil
+	}
+	if _, err := corev1.NewServiceAccount(b.ctx, b.name+"-"+IntakeName, &corev1.ServiceAccountArgs{
+		Metadata: &metav1.ObjectMetaArgs{
+			Name: pulumi.String(a.IntakeServiceAccount()), Namespace: pulumi.String(a.Namespace),
+			Labels: pulumi.ToStringMap(a.PodLabels),
+		},
+		AutomountServiceAccountToken: pulumi.Bool(false),
+	}, b.parent); err != nil {
+		return fmt.Errorf("creating database intake service account: %w", err)
 	}
 	return nil
 }

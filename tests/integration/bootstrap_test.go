@@ -234,7 +234,7 @@ func TestBootstrapInitialisesConfiguresAndGates(t *testing.T) {
 	t.Parallel()
 	prefix := bootstrap.DefaultConfig().NamePrefix
 	// The previous config: one more ExternalSecret and another snapshot role.
-	before := renderWith(t, map[string]any{
+	before := renderWith(t, withoutDatabases(map[string]any{
 		"secrets-platform:backup": map[string]any{"vaultRole": prefix + "old-snapshot"},
 		"secrets-platform:externalSecrets": map[string]any{
 			"store": map[string]any{"role": prefix + "external-secrets"},
@@ -243,8 +243,8 @@ func TestBootstrapInitialisesConfiguresAndGates(t *testing.T) {
 				map[string]any{"name": "legacy", "vaultKey": "database/legacy", "data": []any{map[string]any{"property": "password", "secretKey": "password"}}},
 			},
 		},
-	})
-	r := render(t)
+	}))
+	r := renderWith(t, withoutDatabases(nil))
 	c := newCluster(t, r, startTransitSeal(t), clusterOptions{})
 	b := newBootstrapRun(t, c)
 	ns := r.namespace
@@ -371,9 +371,9 @@ func TestBootstrapPGPModeEncryptsEachShareToItsHolder(t *testing.T) {
 		}
 		holders[i], keys[i] = e, base64.StdEncoding.EncodeToString(pub.Bytes())
 	}
-	r := renderWith(t, map[string]any{"secrets-platform:bootstrap": map[string]any{
+	r := renderWith(t, withoutDatabases(map[string]any{"secrets-platform:bootstrap": map[string]any{
 		"recoveryShares": 3, "recoveryThreshold": 2, "pgpKeys": keys,
-	}})
+	}}))
 	c := newCluster(t, r, startTransitSeal(t), clusterOptions{})
 	b := newBootstrapRun(t, c)
 	initLog, err := b.step(r.bootstrap, "init", "")
@@ -453,9 +453,9 @@ func TestBootstrapPGPModeEncryptsEachShareToItsHolder(t *testing.T) {
 // voter, when one is sealed.
 func TestBootstrapManualInitAndGate(t *testing.T) {
 	t.Parallel()
-	r := renderWith(t, map[string]any{"secrets-platform:bootstrap": map[string]any{
+	r := renderWith(t, withoutDatabases(map[string]any{"secrets-platform:bootstrap": map[string]any{
 		"autoInit": false, "gateTimeoutSeconds": 120, "timeoutSeconds": 300,
-	}})
+	}}))
 	c := newCluster(t, r, startTransitSeal(t), clusterOptions{})
 	b := newBootstrapRun(t, c)
 	out, err := b.step(r.bootstrap, "init", "")

@@ -7,7 +7,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -19,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -204,16 +202,6 @@ func refusedPassword(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "28P01"
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // serverCertificate makes a CA and a server certificate it signs for host
 // (an IP address), as PEM.
 func serverCertificate(t *testing.T, host string) (caPEM, certPEM, keyPEM string) {
@@ -255,8 +243,8 @@ func serverCertificate(t *testing.T, host string) (caPEM, certPEM, keyPEM string
 	return enc("CERTIFICATE", caDER), enc("CERTIFICATE", der), enc("PRIVATE KEY", keyDER)
 }
 
-// tlsUsed says every session of user on the server came over TLS, and
-// that there is at least one.
+// tlsSessions counts user's sessions on the server, and those of them
+// that came over TLS.
 func (p *postgresServer) tlsSessions(t *testing.T, user string) (sessions, withTLS int) {
 	t.Helper()
 	conn, err := p.connect("postgres", "postgres", p.superPassword)
@@ -273,6 +261,3 @@ func (p *postgresServer) tlsSessions(t *testing.T, user string) (sessions, withT
 	}
 	return sessions, withTLS
 }
-
-var _ = tls.VersionTLS13
-var _ = strings.TrimSpace
