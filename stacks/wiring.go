@@ -218,6 +218,17 @@ func DatabaseSecretPolicy(cfg *Config, externalSecret string) string {
 	return cfg.ExternalSecrets.Store.Role + "-" + externalSecret
 }
 
+// databaseSecrets are the ExternalSecrets that deliver static roles.
+func databaseSecrets(cfg *Config) []string {
+	var out []string
+	for _, s := range cfg.ExternalSecrets.Secrets {
+		if s.StaticRole != "" {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
 // databaseFlows are where Vault may reach each database.
 func databaseFlows(cfg *Config) []guardrails.DatabaseFlow {
 	var out []guardrails.DatabaseFlow
@@ -266,6 +277,7 @@ func observabilityArgs(cfg *Config, namespace pulumi.StringInput, p *Platform) (
 		SnapshotCronJobName:         p.Backup.CronJobName,
 		BootstrapJob:                bootstrapName,
 		SnapshotIntervalSeconds:     interval,
+		DatabaseExternalSecrets:     databaseSecrets(cfg),
 		// Grafana's dashboard sidecar watches its own namespace.
 		DashboardNamespace: pulumi.String(cfg.Observability.MonitoringNamespace),
 		MonitorLabels:      monitorLabels,
