@@ -214,7 +214,8 @@ write_connection() {
     return
   fi
   wait_for_intake "$db"
-  if ! vault kv get -mount="$KV_MOUNT" -field=password "$INTAKE_PREFIX/$db" |
+  # The newline the operator's Enter leaves before Ctrl-D is no part of it.
+  if ! vault kv get -mount="$KV_MOUNT" -field=password "$INTAKE_PREFIX/$db" | tr -d '\r\n' |
     (cd "$CONFIG_DIR" && vault write "$path" "$@" password=- >/dev/null); then
     destroy_intake "$db"
     fail "database $db: Vault cannot connect with the given admin password (above); the one-time entry is destroyed: fix the cause, write it again and run pulumi up again"

@@ -4,6 +4,7 @@ package integration
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -139,18 +140,20 @@ func TestDatabaseCredentialsRotateAndReachESO(t *testing.T) {
 			t.Fatalf("the intake command does not say %q:\n%s", part, intake)
 		}
 	}
-	var operator cli
+	// Once the Job looked for the connection (the audit log shows the
+	// read), it waits for the entry: the first install's order.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		operator, err = b.login(cfg.IntakeRole(), ns, cfg.IntakeServiceAccount(), bootstrap.Audience)
-		if err == nil {
+		audit, _ := os.ReadFile(b.auditFile)
+		if strings.Contains(string(audit), `"path":"`+mount+`/config/postgres"`) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the intake role never admitted its service account: %v", err)
+			t.Fatalf("the configure step never looked for the connection")
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
+	operator := b.mustLogin(cfg.IntakeRole(), ns, cfg.IntakeServiceAccount())
 	if _, err := operator.run(adminPassword+"\n", "kv", "put", "-mount=secret", cfg.IntakeKey("postgres"), "password=-"); err != nil {
 		t.Fatalf("the operator's one command: %v", err)
 	}
