@@ -94,7 +94,7 @@ func TestDatabaseCredentialsRotateAndReachESO(t *testing.T) {
 	if _, err := admin.Exec(t.Context(), "ALTER ROLE app PASSWORD 'x'"); err == nil {
 		t.Error("vault_admin alters another role directly; it must hold no CREATEROLE")
 	}
-	admin.Close(t.Context())
+	_ = admin.Close(t.Context())
 
 	r := renderWith(t, databaseOverrides(pg, true))
 	cfg := bootstrap.DefaultConfig()
