@@ -51,6 +51,13 @@ type Config struct {
 	Rollout rollout.Config `json:"rollout"`
 	// DR configures disaster recovery in a second region (`dr`).
 	DR DRConfig `json:"dr"`
+	// Databases are the Postgres databases whose credentials Vault's
+	// database secrets engine owns (`databases`): a connection each (TLS
+	// verify-full), the static roles Vault rotates, and where Vault reaches
+	// them. The bootstrap configures Vault from it, guardrails let Vault
+	// reach only them, and ExternalSecrets deliver their roles
+	// (externalSecrets.secrets[].staticRole). Default: none.
+	Databases []bootstrap.DatabaseConfig `json:"databases,omitempty"`
 }
 
 // DRConfig is the stack's `dr` group: the second region that keeps a
@@ -143,6 +150,7 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 		{"bootstrap", &cfg.Bootstrap},
 		{"rollout", &cfg.Rollout},
 		{"dr", &cfg.DR},
+		{"databases", &cfg.Databases},
 	}
 	for _, g := range groups {
 		if err := decode(ctx, g.key, g.out); err != nil {

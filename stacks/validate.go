@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"fmt"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -33,6 +34,8 @@ func (c *Config) problems() validate.Problems {
 	p = append(p, c.Rollout.Validate("rollout")...)
 	c.validateVaultClients(&p)
 	c.validateRollout(&p)
+	p = append(p, bootstrap.ValidateDatabases("databases", c.Databases)...)
+	c.validateDatabaseDelivery(&p)
 	c.validateDR(&p)
 	return p
 }
@@ -161,4 +164,73 @@ func (c *Config) validateRollout(p *validate.Problems) {
 	if ttl, err := time.ParseDuration(c.Bootstrap.TokenTTL); err == nil && time.Duration(r.VoterTimeoutSeconds)*time.Second >= ttl {
 		p.Addf("rollout.voterTimeoutSeconds", "%d must be shorter than bootstrap.tokenTtl (%s): the rollout logs in once per voter and its token must outlast the wait", r.VoterTimeoutSeconds, c.Bootstrap.TokenTTL)
 	}
+}
+
+// minRefreshesPerRotation is how many ESO refreshes a rotation period must
+// span at least. After each rotation the delivered Secret holds a password
+// Postgres refuses until ESO's next refresh (up to one interval); with a
+// period of a few intervals that stale window stays a small share of it.
+const minRefreshesPerRotation = 3
+
+// validateDatabaseDelivery relates the ExternalSecrets that deliver static
+// roles to the databases: the role must exist, one ExternalSecret
+// per role, and its rotation period must span a few of the ExternalSecret's
+// refresh intervals.
+func (c *Config) validateDatabaseDelivery(p *validate.Problems) {
+	e := c.ExternalSecrets
+	type staticRole struct {
+		key            string // its config path
+		name, rotation string
+	}
+	roles := map[string]staticRole{}
+	var known []string
+	for i, d := range bootstrap.ResolveDatabases(c.Databases) {
+		for j, r := range d.StaticRoles {
+			roles[r.Name] = staticRole{fmt.Sprintf("databases[%d].staticRoles[%d]", i, j), r.Name, r.RotationPeriod}
+			known = append(known, r.Name)
+		}
+	}
+	// Each database adds a wait of up to gateTimeoutSeconds for its one-time
+	// admin password; below its own minimum the bootstrap group reports it.
+	b := c.Bootstrap
+	if n := len(c.Databases); n > 0 && b.TimeoutSeconds >= b.JobSeconds(0) && b.TimeoutSeconds < b.JobSeconds(n) {
+		p.Addf("bootstrap.timeoutSeconds", "%d is under %d with %d database(s): the Job may also wait up to bootstrap.gateTimeoutSeconds (%d) for each database's one-time admin password", b.TimeoutSeconds, b.JobSeconds(n), n, b.GateTimeoutSeconds)
+	}
+	deliveredBy := map[string]string{}
+	for i, s := range e.Secrets {
+		if s.StaticRole == "" {
+			continue
+		}
+		key := validate.Index("externalSecrets.secrets", i)
+		role, ok := roles[s.StaticRole]
+		if !ok {
+			p.Addf(key+".staticRole", "%q is not a static role of databases[].staticRoles (they are: %s)", s.StaticRole, orNone(known))
+			continue
+		}
+		if other, dup := deliveredBy[role.name]; dup {
+			p.Addf(key+".staticRole", "%q is already delivered by ExternalSecret %q; one ExternalSecret per static role (consumers share its Secret)", role.name, other)
+		}
+		deliveredBy[role.name] = s.Name
+		refresh := s.RefreshInterval
+		if refresh == "" {
+			refresh = e.RefreshInterval
+		}
+		r, err1 := time.ParseDuration(refresh)
+		period, err2 := time.ParseDuration(role.rotation)
+		if err1 != nil || err2 != nil {
+			continue // reported by their groups
+		}
+		if period < minRefreshesPerRotation*r {
+			p.Addf(role.key+".rotationPeriod",
+				"%s is under %d refresh intervals (%s) of ExternalSecret %q, which delivers it: after each rotation Postgres refuses the delivered password until ESO's next refresh, up to %s later, so a shorter period leaves consumers with a refused password for much of it; use at least %s, or refresh more often",
+				role.rotation, minRefreshesPerRotation, refresh, s.Name, refresh, minRefreshesPerRotation*r)
+		}
+	}
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }

@@ -78,6 +78,7 @@ func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 			KubeAPIPort:           cfg.Kubernetes.APIServerPort,
 			KubeAPIClusterIP:      cfg.Kubernetes.APIServerClusterIP,
 			MonitoringNamespace:   monitoring,
+			Databases:             databaseFlows(cfg),
 			// Metrics and webhook ports: the guardrails' defaults are the
 			// charts' (Vault 8200, ESO metrics 8080, ESO webhook 10250).
 		},
@@ -210,14 +211,25 @@ func bootstrapArgs(ctx *pulumi.Context, cfg *Config, v *vault.HardenedVault, b *
 func vaultSetup(cfg *Config) bootstrap.VaultSetup {
 	e, b := cfg.ExternalSecrets, cfg.Backup
 	var esoRules []bootstrap.Rule
+	var esoPolicies []bootstrap.Policy
 	for _, s := range e.Secrets {
+		if s.StaticRole != "" {
+			// A policy per ExternalSecret of a static role: exactly its
+			// credentials, nothing else of the database mount.
+			esoPolicies = append(esoPolicies, bootstrap.Policy{
+				Name:  DatabaseSecretPolicy(cfg, s.Name),
+				Rules: []bootstrap.Rule{{Path: cfg.Bootstrap.StaticCredsPath(s.StaticRole), Capabilities: []string{"read"}}},
+			})
+			continue
+		}
 		esoRules = append(esoRules, bootstrap.Rule{Path: e.Store.Path + "/data/" + s.VaultKey, Capabilities: []string{"read"}})
 	}
 	return bootstrap.VaultSetup{
+		Databases: cfg.Databases,
 		KVMount:   e.Store.Path,
 		AuthMount: e.Store.AuthMount,
 		Clients: []bootstrap.Client{
-			{Name: e.Store.Role, ServiceAccount: e.ServiceAccount, Namespace: cfg.Namespace, Rules: esoRules},
+			{Name: e.Store.Role, ServiceAccount: e.ServiceAccount, Namespace: cfg.Namespace, Rules: esoRules, Policies: esoPolicies},
 			{Name: b.VaultRole, ServiceAccount: b.ServiceAccount, Namespace: cfg.Namespace, Rules: []bootstrap.Rule{
 				{Path: backup.SnapshotPath, Capabilities: []string{"read"}},
 			}},
@@ -231,6 +243,32 @@ func vaultSetup(cfg *Config) bootstrap.VaultSetup {
 	}
 }
 
+// DatabaseSecretPolicy names the policy that lets ESO read the static
+// role an ExternalSecret delivers: ESO's role, then the ExternalSecret.
+func DatabaseSecretPolicy(cfg *Config, externalSecret string) string {
+	return cfg.ExternalSecrets.Store.Role + "-" + externalSecret
+}
+
+// databaseSecrets are the ExternalSecrets that deliver static roles.
+func databaseSecrets(cfg *Config) []string {
+	var out []string
+	for _, s := range cfg.ExternalSecrets.Secrets {
+		if s.StaticRole != "" {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// databaseFlows are where Vault may reach each database.
+func databaseFlows(cfg *Config) []guardrails.DatabaseFlow {
+	var out []guardrails.DatabaseFlow
+	for _, d := range bootstrap.ResolveDatabases(cfg.Databases) {
+		out = append(out, guardrails.DatabaseFlow{Name: d.Name, PodLabels: d.PodLabels, CIDRs: d.CIDRs, Port: d.Port})
+	}
+	return out
+}
+
 func esoArgs(cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault, boot *bootstrap.VaultBootstrap) *externalsecrets.ExternalSecretsStackArgs {
 	c := cfg.ExternalSecrets
 	c.PrometheusOperator = cfg.Observability.PrometheusOperator
@@ -241,6 +279,7 @@ func esoArgs(cfg *Config, namespace pulumi.StringInput, v *vault.HardenedVault, 
 		Namespace:      namespace,
 		VaultAddress:   v.Address,
 		VaultCACertPEM: v.CACertPEM,
+		DatabaseMount:  cfg.Bootstrap.DatabaseMount(),
 		// The store is useless until Vault is configured and healthy.
 		DependsOn: []pulumi.Resource{boot.Job},
 	}
@@ -270,6 +309,7 @@ func observabilityArgs(cfg *Config, namespace pulumi.StringInput, p *Platform) (
 		BootstrapJob:                bootstrapName,
 		RolloutJob:                  rolloutName,
 		SnapshotIntervalSeconds:     interval,
+		DatabaseExternalSecrets:     databaseSecrets(cfg),
 		// Grafana's dashboard sidecar watches its own namespace.
 		DashboardNamespace: pulumi.String(cfg.Observability.MonitoringNamespace),
 		MonitorLabels:      monitorLabels,

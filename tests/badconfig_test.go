@@ -81,13 +81,19 @@ func TestBadConfigFailsBeforeAnythingIsCreated(t *testing.T) {
 		{"refresh not a duration", with("externalSecrets", func(e map[string]any) { e["refreshInterval"] = "5 minutes" }),
 			`externalSecrets.refreshInterval: "5 minutes" is not a Go duration`},
 		{"empty vault path", with("externalSecrets", func(e map[string]any) {
-			e["secrets"].([]any)[0].(map[string]any)["vaultKey"] = ""
+			kv := e["secrets"].([]any)[0].(map[string]any)
+			delete(kv, "staticRole")
+			kv["vaultKey"] = ""
 		}), "externalSecrets.secrets[0].vaultKey: must not be empty"},
 		{"vault path climbing out of its prefix", with("externalSecrets", func(e map[string]any) {
-			e["secrets"].([]any)[0].(map[string]any)["vaultKey"] = "/database/../postgres"
+			kv := e["secrets"].([]any)[0].(map[string]any)
+			delete(kv, "staticRole")
+			kv["vaultKey"] = "/database/../postgres"
 		}), `externalSecrets.secrets[0].vaultKey: "/database/../postgres" is not a clean path under the store's mount`},
 		{"vault path with an empty segment", with("externalSecrets", func(e map[string]any) {
-			e["secrets"].([]any)[0].(map[string]any)["vaultKey"] = "database//postgres/"
+			kv := e["secrets"].([]any)[0].(map[string]any)
+			delete(kv, "staticRole")
+			kv["vaultKey"] = "database//postgres/"
 		}), `externalSecrets.secrets[0].vaultKey: "database//postgres/" is not a clean path`},
 		{"no AWS destinations", with("guardrails", func(g map[string]any) { g["awsCidrs"] = []any{} }),
 			"guardrails.awsCidrs: required: the destinations of STS, KMS and S3 on 443"},

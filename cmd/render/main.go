@@ -29,6 +29,8 @@ Pulumi.<stack>.yaml, and this writes
   manifests/*.yaml    the Kubernetes objects the program manages directly
   iam/*.json          the IAM, KMS key and bucket policy documents
   vault/*.hcl         the Vault policies the bootstrap Job writes
+  vault/database/     the database engine's connections and static roles
+                      it writes (vault write arguments; no password)
 
 This is desired state, not a preview: nothing is compared with what runs,
 computed cloud values (ARNs, IDs) are placeholders, and values given as
@@ -123,6 +125,12 @@ func renderResource(r recorder.Resource, files map[string][]byte) error {
 				if name, ok := strings.CutPrefix(key, "policy-"); ok && strings.HasSuffix(name, ".hcl") {
 					text, _ := text.(string)
 					files["vault/"+name] = []byte(text)
+				}
+				// The database engine's connections and static roles, as
+				// `vault write` arguments (no password: it never is in them).
+				if strings.HasPrefix(key, "database-") || strings.HasPrefix(key, "static-role-") || key == "rotation.sql" {
+					text, _ := text.(string)
+					files["vault/database/"+key] = []byte(text)
 				}
 			}
 		}

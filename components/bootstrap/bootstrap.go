@@ -172,6 +172,9 @@ func NewVaultBootstrap(ctx *pulumi.Context, name string, args *VaultBootstrapArg
 	if err != nil {
 		return nil, err
 	}
+	if err := b.newIntakeServiceAccount(); err != nil {
+		return nil, err
+	}
 	job, err := b.newJob(p, role.Arn, recoveryKey, publishPolicy)
 	if err != nil {
 		return nil, err
@@ -270,6 +273,28 @@ func (b *build) newRolePolicy(role *iam.Role, recoveryKey pulumi.StringOutput) (
 		return nil, fmt.Errorf("creating bootstrap role policy: %w", err)
 	}
 	return policy, nil
+}
+
+// newIntakeServiceAccount creates, with databases, the identity that may
+// only write their one-time admin passwords (Config.IntakeRole). No pod
+// runs as it: an operator asks the API server for a token of it
+// (Config.IntakeCommand), so who may is whoever Kubernetes RBAC lets
+// create its tokens.
+func (b *build) newIntakeServiceAccount() error {
+	a := b.args
+	if len(a.Setup.Databases) == 0 {
+		return nil
+	}
+	if _, err := corev1.NewServiceAccount(b.ctx, b.name+"-"+IntakeName, &corev1.ServiceAccountArgs{
+		Metadata: &metav1.ObjectMetaArgs{
+			Name: pulumi.String(a.IntakeServiceAccount()), Namespace: pulumi.String(a.Namespace),
+			Labels: pulumi.ToStringMap(a.PodLabels),
+		},
+		AutomountServiceAccountToken: pulumi.Bool(false),
+	}, b.parent); err != nil {
+		return fmt.Errorf("creating database intake service account: %w", err)
+	}
+	return nil
 }
 
 // newJob creates the service account, the ConfigMap of this revision and
@@ -423,6 +448,10 @@ func check(name string, args *VaultBootstrapArgs) error {
 	}
 	problems.NonEmpty("Setup.KVMount", args.Setup.KVMount)
 	problems.NonEmpty("Setup.AuthMount", args.Setup.AuthMount)
+	problems = append(problems, ValidateDatabases("Setup.Databases", args.Setup.Databases)...)
+	if len(args.Setup.Databases) > 0 && args.TimeoutSeconds > args.GateTimeoutSeconds && args.TimeoutSeconds <= 2*args.GateTimeoutSeconds {
+		problems.Addf(name+".timeoutSeconds", "%d must exceed twice gateTimeoutSeconds (%d) with databases: the Job may wait that long for a database's one-time admin password, and as long again for the gate", args.TimeoutSeconds, args.GateTimeoutSeconds)
+	}
 	problems.NonEmpty("AuditFile", args.AuditFile)
 	problems.NonEmpty("InitPrefix", args.InitPrefix)
 	problems.PinnedImage("AWSCLIImage", args.AWSCLIImage)

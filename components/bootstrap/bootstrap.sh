@@ -262,11 +262,151 @@ enable_kv() {
   vault secrets enable -path="$KV_MOUNT" -version=2 kv
 }
 
-# write_client writes the policy and the Kubernetes-auth role called $1.
+# write_client writes the policy (if it has one of its own) and the
+# Kubernetes-auth role called $1.
 write_client() {
-  vault policy write "$1" "$CONFIG_DIR/policy-$1.hcl" >/dev/null
+  [ ! -f "$CONFIG_DIR/policy-$1.hcl" ] || vault policy write "$1" "$CONFIG_DIR/policy-$1.hcl" >/dev/null
   xargs vault write "auth/$AUTH_MOUNT/role/$1" <"$CONFIG_DIR/role-$1.args" >/dev/null
   log "policy and role $1 written"
+}
+
+# write_policy writes the policy called $1, which another client's role
+# carries (a policy per ExternalSecret of a database role).
+write_policy() {
+  vault policy write "$1" "$CONFIG_DIR/policy-$1.hcl" >/dev/null
+  log "policy $1 written"
+}
+
+# list_names prints the keys a `vault list` of $1 returns, one a line, or
+# nothing when there are none (or no such path).
+list_names() {
+  vault list -format=json "$1" 2>/dev/null | sed -n 's/^ *"\([^"]*\)",\{0,1\}$/\1/p'
+}
+
+# config_args prints the arguments of the ConfigMap's file $1, one a line,
+# for `set --`: none of them holds a space (the plan renders them so).
+config_args() {
+  cat "$CONFIG_DIR/$1"
+}
+
+# enable_database_engine mounts Vault's database secrets engine at
+# $DATABASE_MOUNT unless it is there.
+enable_database_engine() {
+  if type=$(vault read -field=type "sys/mounts/${DATABASE_MOUNT:?}" 2>/dev/null); then
+    [ "$type" = database ] || fail "$DATABASE_MOUNT is mounted, but as $type, not as the database secrets engine"
+    return
+  fi
+  vault secrets enable -path="$DATABASE_MOUNT" database >/dev/null
+  log "database secrets engine enabled at $DATABASE_MOUNT"
+}
+
+# wait_for_intake waits until the one-time admin password of database $1
+# exists, telling the operator the command that writes it.
+wait_for_intake() {
+  entry="${INTAKE_PREFIX:?}/$1"
+  vault kv get -mount="$KV_MOUNT" -field=password "$entry" >/dev/null 2>&1 && return 0
+  log "database $1 awaits its admin password, once: run
+  $(cat "$CONFIG_DIR/database-$1.intake")
+(docs/runbooks/secret-rotation.md); waiting up to ${GATE_TIMEOUT}s"
+  deadline=$(($(date +%s) + GATE_TIMEOUT))
+  while ! vault kv get -mount="$KV_MOUNT" -field=password "$entry" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$deadline" ] ||
+      fail "database $1 got no admin password within ${GATE_TIMEOUT}s; write it with the command above and run pulumi up again"
+    sleep "${INTAKE_POLL:-5}"
+  done
+}
+
+# destroy_intake deletes every version of database $1's one-time entry.
+destroy_intake() {
+  vault kv metadata delete -mount="$KV_MOUNT" "$INTAKE_PREFIX/$1" >/dev/null
+}
+
+# write_connection writes the connection of database $1. The first time,
+# the admin password comes from its one-time entry straight into Vault
+# (stdin, no file, no variable, no argument), the entry is destroyed, and
+# Vault rotates the password at once: afterwards only Vault knows it.
+# Later runs update the connection without a password; Vault keeps its own.
+write_connection() {
+  set -f
+  # shellcheck disable=SC2046 # one argument a line, none with a space
+  set -- "$1" $(config_args "database-$1.args")
+  set +f
+  db=$1
+  shift
+  path="$DATABASE_MOUNT/config/$db"
+  if vault read "$path" >/dev/null 2>&1; then
+    (cd "$CONFIG_DIR" && vault write "$path" "$@" >/dev/null) ||
+      fail "database $db: Vault cannot connect with the updated connection (above)"
+    log "database $db: connection updated"
+    return
+  fi
+  wait_for_intake "$db"
+  # The newline the operator's Enter leaves before Ctrl-D is no part of it.
+  if ! vault kv get -mount="$KV_MOUNT" -field=password "$INTAKE_PREFIX/$db" | tr -d '\r\n' |
+    (cd "$CONFIG_DIR" && vault write "$path" "$@" password=- >/dev/null); then
+    destroy_intake "$db"
+    fail "database $db: Vault cannot connect with the given admin password (above); the one-time entry is destroyed: fix the cause, write it again and run pulumi up again"
+  fi
+  if ! vault write -f "$DATABASE_MOUNT/rotate-root/$db" >/dev/null; then
+    vault delete "$path" >/dev/null 2>&1 || true
+    destroy_intake "$db"
+    fail "database $db: rotate-root failed (above); the connection and the one-time entry are removed: write the password again and run pulumi up again"
+  fi
+  destroy_intake "$db"
+  log "database $db: connection created with the one-time admin password, which is destroyed; Vault rotated it (rotate-root), so only Vault knows it now"
+}
+
+# write_static_role writes static role $1. A role whose database or
+# Postgres role changed is recreated (Vault cannot change either); an
+# unchanged one is rewritten without a rotation.
+write_static_role() {
+  path="$DATABASE_MOUNT/static-roles/$1"
+  set -f
+  # shellcheck disable=SC2046 # one argument a line, none with a space
+  set -- $(config_args "static-role-$1.args")
+  set +f
+  if current=$(vault read -format=json "$path" 2>/dev/null); then
+    for arg in "$@"; do
+      case $arg in
+        db_name=* | username=*)
+          echo "$current" | grep -q "^    \"${arg%%=*}\": \"${arg#*=}\"" && continue
+          vault delete "$path" >/dev/null
+          log "static role ${path##*/}: ${arg%%=*} changed; recreated"
+          break
+          ;;
+      esac
+    done
+  fi
+  (cd "$CONFIG_DIR" && vault write "$path" "$@" >/dev/null) ||
+    fail "static role ${path##*/}: Vault refused it (above); the Postgres role must exist and be a member of vault_rotated (docs/runbooks/secret-rotation.md)"
+  log "static role ${path##*/} written"
+}
+
+# configure_databases applies the databases of the config: the engine, a
+# connection each, their static roles, and removes what left the config
+# (the mount is the bootstrap's own, so everything in it is).
+configure_databases() {
+  if [ -n "${DATABASES:-}" ]; then
+    enable_database_engine
+  fi
+  for r in $(list_names "$DATABASE_MOUNT/static-roles"); do
+    [ -f "$CONFIG_DIR/static-role-$r.args" ] && continue
+    vault delete "$DATABASE_MOUNT/static-roles/$r" >/dev/null
+    log "static role $r removed: it left the config (Vault no longer rotates its password)"
+  done
+  for db in $DATABASES; do
+    write_connection "$db"
+  done
+  for f in "$CONFIG_DIR"/static-role-*.args; do
+    [ -f "$f" ] || continue
+    r=${f##*/static-role-}
+    write_static_role "${r%.args}"
+  done
+  for db in $(list_names "$DATABASE_MOUNT/config"); do
+    [ -f "$CONFIG_DIR/database-$db.args" ] && continue
+    vault delete "$DATABASE_MOUNT/config/$db" >/dev/null
+    log "database $db removed: it left the config (its admin password, known only to Vault, is gone with it)"
+  done
 }
 
 # prune removes the roles and policies with the prefix that left the config.
@@ -365,8 +505,14 @@ step_configure() {
   setup_auth
   for f in "$CONFIG_DIR"/policy-*.hcl; do
     name=${f##*/policy-}
-    write_client "${name%.hcl}"
+    name=${name%.hcl}
+    [ -f "$CONFIG_DIR/role-$name.args" ] || write_policy "$name"
   done
+  for f in "$CONFIG_DIR"/role-*.args; do
+    name=${f##*/role-}
+    write_client "${name%.args}"
+  done
+  configure_databases
   prune
   gate
 }

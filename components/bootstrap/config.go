@@ -63,7 +63,9 @@ type Config struct {
 	// long `pulumi up` waits for it (customTimeouts). At least 3 x
 	// gateTimeoutSeconds + 300, so that the Job fails with its own message
 	// before it is killed: its three waits for Vault, and its AWS calls and
-	// container starts. Default: 1200.
+	// container starts; with databases, also a wait of gateTimeoutSeconds
+	// for each one's one-time admin password (a stack rule). Default: 1500
+	// (the minimum of 1200, and one database).
 	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
 	// ServiceAccount is the Job's service account, the configurator's
 	// identity in Vault. Default: vault-bootstrap.
@@ -105,8 +107,12 @@ const (
 // Vault: its AWS calls at their bounds, and its containers' starts (300).
 const jobOverheadSeconds = awsCalls*(awsMaxAttempts*(awsConnectTimeout+awsReadTimeout)+(awsMaxAttempts-1)*awsMaxBackoff) + containerStarts
 
-// jobSeconds is the longest the Job may take before it fails by itself.
-func (c Config) jobSeconds() int { return gateWaits*c.GateTimeoutSeconds + jobOverheadSeconds }
+// JobSeconds is the longest the Job may take before it fails by itself, with
+// intakeWaits databases awaiting their one-time admin password (each up to
+// gateTimeoutSeconds).
+func (c Config) JobSeconds(intakeWaits int) int {
+	return (gateWaits+intakeWaits)*c.GateTimeoutSeconds + jobOverheadSeconds
+}
 
 // DefaultConfig is where every default of Config is stated.
 func DefaultConfig() Config {
@@ -117,7 +123,7 @@ func DefaultConfig() Config {
 		NamePrefix:            "secrets-platform-",
 		TokenTTL:              "10m",
 		GateTimeoutSeconds:    300,
-		TimeoutSeconds:        1200,
+		TimeoutSeconds:        1500,
 		ServiceAccount:        "vault-bootstrap",
 		KeyDeletionWindowDays: 30,
 		Resources: kube.Resources{
@@ -169,7 +175,7 @@ func (c Config) Validate(path string) []validate.Problem {
 		p.Addf(key("tokenTtl"), "%q must be a Go duration from 1m to 1h, such as 10m", c.TokenTTL)
 	}
 	p.Positive(key("gateTimeoutSeconds"), c.GateTimeoutSeconds)
-	if need := c.jobSeconds(); c.TimeoutSeconds < need {
+	if need := c.JobSeconds(0); c.TimeoutSeconds < need {
 		fix := fmt.Sprintf("raise it to %d or more", need)
 		if gate := (c.TimeoutSeconds - jobOverheadSeconds) / gateWaits; gate > 0 {
 			fix += fmt.Sprintf(", or lower %s to %d or less", key("gateTimeoutSeconds"), gate)

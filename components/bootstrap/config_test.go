@@ -76,8 +76,8 @@ func TestConfigNamesTheKeyTheValueAndWhatIsAllowed(t *testing.T) {
 		// the 900 s this key defaulted to left the Job killed mid-gate.
 		{"deadline the waits alone consume", func(c *bootstrap.Config) { c.TimeoutSeconds = 900 },
 			"bootstrap.timeoutSeconds: 900 is under 1200, what the Job may take before it fails with its own message: 3 waits for Vault of up to bootstrap.gateTimeoutSeconds (300) each, and 300s for its AWS calls and container starts (a Job killed at its deadline says nothing); raise it to 1200 or more, or lower bootstrap.gateTimeoutSeconds to 200 or less"},
-		{"longer gate, same deadline", func(c *bootstrap.Config) { c.GateTimeoutSeconds = 301 },
-			"bootstrap.timeoutSeconds: 1200 is under 1203"},
+		{"longer gate, same deadline", func(c *bootstrap.Config) { c.GateTimeoutSeconds = 401 },
+			"bootstrap.timeoutSeconds: 1500 is under 1503"},
 		{"deadline under the overhead alone", func(c *bootstrap.Config) { c.TimeoutSeconds, c.GateTimeoutSeconds = 300, 10 },
 			"bootstrap.timeoutSeconds: 300 is under 330, what the Job may take before it fails with its own message: 3 waits for Vault of up to bootstrap.gateTimeoutSeconds (10) each, and 300s for its AWS calls and container starts (a Job killed at its deadline says nothing); raise it to 330 or more"},
 	}

@@ -28,8 +28,32 @@ type Client struct {
 	Name string
 	// ServiceAccount and Namespace are the only identity the role accepts.
 	ServiceAccount, Namespace string
-	// Rules are what the client's policy grants, and nothing else.
+	// Rules are what the client's own policy grants; none and Policies
+	// set: the role has no policy of its own.
 	Rules []Rule
+	// Policies are further policies the role's tokens carry, each written
+	// and pruned on its own: one per ExternalSecret of a database role.
+	Policies []Policy
+}
+
+// Policy is a named Vault ACL policy.
+type Policy struct {
+	// Name starts with Config.NamePrefix.
+	Name string
+	// Rules are what it grants, and nothing else.
+	Rules []Rule
+}
+
+// policyNames are the policies of the client's tokens.
+func (c Client) policyNames() []string {
+	var names []string
+	if len(c.Rules) > 0 || len(c.Policies) == 0 {
+		names = append(names, c.Name)
+	}
+	for _, p := range c.Policies {
+		names = append(names, p.Name)
+	}
+	return names
 }
 
 // VaultSetup is what the bootstrap configures in Vault besides its own
@@ -42,6 +66,9 @@ type VaultSetup struct {
 	AuthMount string
 	// Clients are the workloads that log in to Vault.
 	Clients []Client
+	// Databases are the Postgres databases whose credentials Vault's
+	// database engine owns (at Config.DatabaseMount).
+	Databases []DatabaseConfig
 }
 
 // Names of the files of the bootstrap's ConfigMap.
@@ -97,21 +124,58 @@ func newPlan(in planInput) (plan, error) {
 	if err != nil {
 		return plan{}, fmt.Errorf("bootstrap: token TTL %q: %w", in.TokenTTL, err)
 	}
-	files := map[string]string{scriptFile: Script}
+	dbs := ResolveDatabases(in.Setup.Databases)
+	files, err := databaseFiles(dbs)
+	if err != nil {
+		return plan{}, err
+	}
+	files[scriptFile] = Script
 	clients := append([]Client{{
 		Name:           in.ConfiguratorRole(),
 		ServiceAccount: in.ServiceAccount,
 		Namespace:      in.Namespace,
-		Rules:          configuratorRules(in.NamePrefix, in.Setup),
+		Rules:          append(configuratorRules(in.NamePrefix, in.Setup), databaseRules(in.Config, in.Setup.KVMount)...),
 	}}, in.Setup.Clients...)
+	if len(dbs) > 0 {
+		clients = append(clients, Client{
+			Name:           in.IntakeRole(),
+			ServiceAccount: in.IntakeServiceAccount(),
+			Namespace:      in.Namespace,
+			Rules:          intakeRules(in.Config, in.Setup.KVMount),
+		})
+	}
+	var dbNames []string
+	for _, d := range dbs {
+		dbNames = append(dbNames, d.Name)
+		files[databasePrefix+d.Name+".intake"] = in.IntakeCommand(in.Namespace, in.Setup.KVMount, in.Setup.AuthMount, d.Name) + "\n"
+	}
+	addPolicy := func(p Policy) error {
+		if !strings.HasPrefix(p.Name, in.NamePrefix) {
+			return fmt.Errorf("bootstrap: policy %q does not start with the name prefix %q", p.Name, in.NamePrefix)
+		}
+		if _, dup := files[policyPrefix+p.Name+".hcl"]; dup {
+			return fmt.Errorf("bootstrap: two clients or policies are called %q", p.Name)
+		}
+		files[policyPrefix+p.Name+".hcl"] = string(PolicyHCL(p.Rules))
+		return nil
+	}
 	for i, c := range clients {
 		if !strings.HasPrefix(c.Name, in.NamePrefix) {
 			return plan{}, fmt.Errorf("bootstrap: client %q does not start with the name prefix %q", c.Name, in.NamePrefix)
 		}
-		if _, dup := files[policyPrefix+c.Name+".hcl"]; dup {
+		if _, dup := files[roleFile+c.Name+".args"]; dup {
 			return plan{}, fmt.Errorf("bootstrap: two clients are called %q", c.Name)
 		}
-		files[policyPrefix+c.Name+".hcl"] = string(PolicyHCL(c.Rules))
+		if len(c.Rules) > 0 || len(c.Policies) == 0 {
+			if err := addPolicy(Policy{Name: c.Name, Rules: c.Rules}); err != nil {
+				return plan{}, err
+			}
+		}
+		for _, p := range c.Policies {
+			if err := addPolicy(p); err != nil {
+				return plan{}, err
+			}
+		}
 		roleTTL := ttl
 		if i == 0 {
 			// The configurator's token lasts the whole Job, gate included.
@@ -144,6 +208,9 @@ func newPlan(in planInput) (plan, error) {
 		"AWS_CONNECT_TIMEOUT": strconv.Itoa(awsConnectTimeout),
 		"AWS_READ_TIMEOUT":    strconv.Itoa(awsReadTimeout),
 		"AWS_MAX_ATTEMPTS":    strconv.Itoa(awsMaxAttempts),
+		"DATABASE_MOUNT":      in.DatabaseMount(),
+		"DATABASES":           strings.Join(dbNames, " "),
+		"INTAKE_PREFIX":       in.IntakeRole(),
 	}
 	return plan{Files: files, Settings: settings}, nil
 }
@@ -204,7 +271,7 @@ func roleArgs(c Client, ttl time.Duration) string {
 		"bound_service_account_names=" + c.ServiceAccount,
 		"bound_service_account_namespaces=" + c.Namespace,
 		"audience=" + Audience,
-		"token_policies=" + c.Name,
+		"token_policies=" + strings.Join(c.policyNames(), ","),
 		"token_ttl=" + seconds,
 		"token_max_ttl=" + seconds,
 	}, "\n") + "\n"

@@ -2,6 +2,7 @@ package externalsecrets
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,6 +15,10 @@ import (
 // minRefreshInterval keeps ExternalSecrets from hammering Vault: the seed
 // settled on 5m, and anything under a minute buys no freshness that matters.
 const minRefreshInterval = time.Minute
+
+// staticCredsFields are the fields of Vault's answer at
+// <mount>/static-creds/<role> (the database engine's static credentials).
+var staticCredsFields = []string{"username", "password", "last_vault_rotation", "rotation_period", "ttl"}
 
 // Config is ExternalSecretsStack's plain settings: the stack's
 // `externalSecrets` group. The json tags are its keys; each field's comment
@@ -33,6 +38,10 @@ type Config struct {
 	Resources ResourcesConfig `json:"resources"`
 	// Store configures the SecretStore.
 	Store StoreConfig `json:"store"`
+	// DatabaseStore names the second store, which reads the static roles'
+	// credentials from Vault's database engine. It exists only when an
+	// ExternalSecret sets staticRole. Default: vault-database.
+	DatabaseStore string `json:"databaseStore,omitempty"`
 	// RefreshInterval is the default refresh of every ExternalSecret, the
 	// seed's (quick win 1: 1h to 5m). Default: 5m.
 	RefreshInterval string `json:"refreshInterval,omitempty"`
@@ -99,10 +108,17 @@ type SecretConfig struct {
 	RefreshInterval string `json:"refreshInterval,omitempty"`
 	// Target is the Kubernetes Secret it creates and owns. Default: Name.
 	Target string `json:"target,omitempty"`
-	// VaultKey is the secret's path under the store's mount.
-	VaultKey string `json:"vaultKey"`
-	// Data maps Vault properties to the Secret's keys.
-	Data []DataConfig `json:"data"`
+	// VaultKey is the secret's path under the store's KV mount; set it or
+	// staticRole. Default: none.
+	VaultKey string `json:"vaultKey,omitempty"`
+	// StaticRole delivers the current credentials of this static role of
+	// the stack's databases, which Vault rotates, instead of a KV entry.
+	// Default: none.
+	StaticRole string `json:"staticRole,omitempty"`
+	// Data maps Vault properties to the Secret's keys. Default: with
+	// staticRole, username and password to the keys of those names; with
+	// vaultKey, none (required).
+	Data []DataConfig `json:"data,omitempty"`
 	// WaitForSync makes `pulumi up` wait until ESO reports the secret
 	// synced (its Ready condition), so what runs after it finds the Secret.
 	// Default: false.
@@ -134,6 +150,7 @@ func DefaultConfig() Config {
 		Store: StoreConfig{
 			Name: "vault-backend", Path: "secret", Version: "v2", AuthMount: "kubernetes", Role: "secrets-platform-external-secrets",
 		},
+		DatabaseStore:   "vault-database",
 		RefreshInterval: "5m",
 		TimeoutSeconds:  600,
 	}
@@ -149,6 +166,9 @@ func (c Config) secrets() []SecretConfig {
 		}
 		if s.Target == "" {
 			s.Target = s.Name
+		}
+		if s.StaticRole != "" && len(s.Data) == 0 {
+			s.Data = []DataConfig{{Property: "username", SecretKey: "username"}, {Property: "password", SecretKey: "password"}}
 		}
 		out[i] = s
 	}
@@ -184,6 +204,10 @@ func (c Config) Validate(path string) []validate.Problem {
 	}
 	p.NonEmpty(key("store.authMount"), s.AuthMount)
 	p.NonEmpty(key("store.role"), s.Role)
+	p.DNSLabel(key("databaseStore"), c.DatabaseStore)
+	if c.DatabaseStore == s.Name {
+		p.Addf(key("databaseStore"), "%q is also store.name; the database store is a second store (KV v1 semantics on the database mount)", c.DatabaseStore)
+	}
 	refreshInterval(&p, key("refreshInterval"), c.RefreshInterval)
 	p.Positive(key("timeoutSeconds"), c.TimeoutSeconds)
 	if len(c.Secrets) == 0 {
@@ -202,12 +226,23 @@ func (c Config) Validate(path string) []validate.Problem {
 		}
 		names[s.Name], targets[s.Target] = true, true
 		refreshInterval(&p, item+".refreshInterval", s.RefreshInterval)
-		vaultKey(&p, item+".vaultKey", s.VaultKey)
+		switch {
+		case s.StaticRole != "" && s.VaultKey != "":
+			p.Addf(item, "set vaultKey (a KV entry) or staticRole (a database role's rotating credentials), not both")
+		case s.StaticRole != "":
+			// Which static roles exist is the stack's databases' to say (package stacks).
+			p.NonEmpty(item+".staticRole", strings.TrimSpace(s.StaticRole))
+		default:
+			vaultKey(&p, item+".vaultKey", s.VaultKey)
+		}
 		if len(s.Data) == 0 {
 			p.Addf(item+".data", "required: map at least one Vault property to a Secret key")
 		}
 		for j, d := range s.Data {
 			p.NonEmpty(fmt.Sprintf("%s.data[%d].property", item, j), d.Property)
+			if s.StaticRole != "" && d.Property != "" && !slices.Contains(staticCredsFields, d.Property) {
+				p.Addf(fmt.Sprintf("%s.data[%d].property", item, j), "%q is not a field of static credentials; Vault answers %s", d.Property, strings.Join(staticCredsFields, ", "))
+			}
 			if errs := validation.IsConfigMapKey(d.SecretKey); len(errs) > 0 {
 				p.Addf(fmt.Sprintf("%s.data[%d].secretKey", item, j), "%q is not a valid Secret key: %s", d.SecretKey, strings.Join(errs, "; "))
 			}

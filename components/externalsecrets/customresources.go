@@ -74,6 +74,24 @@ type remoteRef struct {
 	Property string `json:"property"`
 }
 
+// databaseStore is the store of the static roles' credentials. ESO's
+// Vault provider (providers/v1/vault, client_get.go buildPath) puts
+// "data/" after the mount of a version v2 store, which names nothing on a
+// database mount; a version v1 store whose path is the database mount
+// reads <mount>/static-creds/<role> exactly, with a plain GET. That read
+// creates no lease (static credentials have none) and revokes nothing, so
+// every refresh returns the current password and leaks nothing. The
+// VaultDynamicSecret generator would do the same GET, but adds a second
+// kind, a provider block of its own and generator state, and its Cleanup
+// does nothing, which would leak the leases of any dynamic path it were
+// pointed at.
+func databaseStore(store StoreConfig, name, mount string) StoreConfig {
+	store.Name = name
+	store.Path = mount
+	store.Version = "v1"
+	return store
+}
+
 // storeSpec builds the store's spec once the Vault address, the CA and the
 // service account are known. It refuses a non-HTTPS
 // address and a CA that is not a PEM certificate: with either, ESO would
@@ -102,12 +120,18 @@ func storeSpec(store StoreConfig, address, caPEM, serviceAccount string) (map[st
 
 // externalSecretSpec builds an ExternalSecret's spec. creationPolicy Owner:
 // ESO creates the Secret and owns it, so it goes when the ExternalSecret goes.
-func externalSecretSpec(es SecretConfig, storeName, storeKind string) (map[string]any, error) {
+// A static role's ExternalSecret reads <mount>/static-creds/<role>
+// through the database store.
+func externalSecretSpec(es SecretConfig, storeName, storeKind, databaseMount string) (map[string]any, error) {
+	key := es.VaultKey
+	if es.StaticRole != "" {
+		key = StaticCredsKey(databaseMount, es.StaticRole)
+	}
 	data := make([]externalSecretData, 0, len(es.Data))
 	for _, d := range es.Data {
 		data = append(data, externalSecretData{
 			SecretKey: d.SecretKey,
-			RemoteRef: remoteRef{Key: es.VaultKey, Property: d.Property},
+			RemoteRef: remoteRef{Key: key, Property: d.Property},
 		})
 	}
 	return kube.ValuesMap(externalSecretSpecBody{
@@ -117,3 +141,7 @@ func externalSecretSpec(es SecretConfig, storeName, storeKind string) (map[strin
 		Data:            data,
 	})
 }
+
+// StaticCredsKey is the remote key of a static role's credentials: the
+// Vault path itself, which a version v1 store on the mount reads as is.
+func StaticCredsKey(mount, role string) string { return mount + "/static-creds/" + role }

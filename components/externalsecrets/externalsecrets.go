@@ -55,6 +55,10 @@ type ExternalSecretsStackArgs struct {
 	// VaultCACertPEM is the PEM of the CA that signed Vault's certificate
 	// (from HardenedVault); the store trusts it and nothing else. Required.
 	VaultCACertPEM pulumi.StringInput
+	// DatabaseMount is the path of Vault's database secrets engine (the
+	// bootstrap's), which the database store reads; required when an
+	// ExternalSecret sets staticRole.
+	DatabaseMount string
 	// DependsOn are resources the store and the ExternalSecrets wait for
 	// besides the ESO release: what makes Vault answer them (the platform's
 	// bootstrap Job).
@@ -155,9 +159,21 @@ func NewExternalSecretsStack(ctx *pulumi.Context, name string, args *ExternalSec
 	}
 
 	esDeps := dependencies(a.DependsOn, release, store)
+	var dbDeps []pulumi.Resource
+	if a.usesDatabase() {
+		dbStore, err := newStore(ctx, name+"-database-store", a.databaseArgs(), sa.Metadata.Name().Elem(), parent, pulumi.DependsOn(storeDeps))
+		if err != nil {
+			return nil, fmt.Errorf("creating database %s: %w", KindSecretStore, err)
+		}
+		dbDeps = dependencies(a.DependsOn, release, dbStore)
+	}
 	var esNames, targetNames pulumi.StringArray
 	for _, es := range a.secrets() {
-		res, err := newExternalSecret(ctx, name+"-"+es.Name, a, es, parent, pulumi.DependsOn(esDeps))
+		deps := esDeps
+		if es.StaticRole != "" {
+			deps = dbDeps
+		}
+		res, err := newExternalSecret(ctx, name+"-"+es.Name, a, es, parent, pulumi.DependsOn(deps))
 		if err != nil {
 			return nil, fmt.Errorf("creating external secret %s: %w", es.Name, err)
 		}
@@ -192,6 +208,24 @@ func dependencies(extra []pulumi.Resource, own ...pulumi.Resource) []pulumi.Reso
 	return append(out, extra...)
 }
 
+// usesDatabase says an ExternalSecret delivers a static role.
+func (a *ExternalSecretsStackArgs) usesDatabase() bool {
+	for _, s := range a.Secrets {
+		if s.StaticRole != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// databaseArgs are the args with the database store in place of the KV
+// store: same server, CA, identity and Vault role, the database mount.
+func (a *ExternalSecretsStackArgs) databaseArgs() *ExternalSecretsStackArgs {
+	b := *a
+	b.Store = databaseStore(a.Store, a.DatabaseStore, a.DatabaseMount)
+	return &b
+}
+
 // check validates the Config and requires the inputs, before anything is
 // registered.
 func check(name string, args *ExternalSecretsStackArgs) error {
@@ -207,6 +241,9 @@ func check(name string, args *ExternalSecretsStackArgs) error {
 	problems.Required("Namespace", args.Namespace)
 	problems.Required("VaultAddress", args.VaultAddress)
 	problems.Required("VaultCACertPEM", args.VaultCACertPEM)
+	if args.usesDatabase() {
+		problems.NonEmpty("DatabaseMount", args.DatabaseMount)
+	}
 	return validate.Err("externalsecrets "+name+": invalid args", problems)
 }
 
@@ -226,7 +263,11 @@ func newStore(ctx *pulumi.Context, resourceName string, a *ExternalSecretsStackA
 
 // newExternalSecret registers one ExternalSecret in the namespace.
 func newExternalSecret(ctx *pulumi.Context, resourceName string, a *ExternalSecretsStackArgs, es SecretConfig, opts ...pulumi.ResourceOption) (*apiextensions.CustomResource, error) {
-	spec, err := externalSecretSpec(es, a.Store.Name, KindSecretStore)
+	storeName := a.Store.Name
+	if es.StaticRole != "" {
+		storeName = a.DatabaseStore
+	}
+	spec, err := externalSecretSpec(es, storeName, KindSecretStore, a.DatabaseMount)
 	if err != nil {
 		return nil, err
 	}

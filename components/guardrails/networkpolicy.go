@@ -82,6 +82,9 @@ type NetworkArgs struct {
 	// reach S3, KMS and STS and nothing else; empty means there is no drill
 	// and no policy for it.
 	RestoreDrillPodLabels map[string]string
+	// Databases are the databases Vault's database engine connects to:
+	// Vault may reach each, and only on its port. Default: none.
+	Databases []DatabaseFlow
 	// KubeAPICIDRs are the API server endpoint addresses (required).
 	KubeAPICIDRs []string
 	// KubeAPIPort is the API server endpoints' port; 0 means 443.
@@ -98,6 +101,45 @@ type NetworkArgs struct {
 	// ExternalSecretsWebhookPort is the ESO webhook's container port; 0
 	// means 10250.
 	ExternalSecretsWebhookPort int
+}
+
+// DatabaseFlow is where one database Vault manages listens: its pods in
+// the namespace (PodLabels) or its addresses outside the cluster (CIDRs,
+// such as RDS), exactly one of them, and its port.
+type DatabaseFlow struct {
+	// Name names the policies.
+	Name string
+	// PodLabels select the database's pods in the namespace.
+	PodLabels map[string]string
+	// CIDRs are its addresses outside the cluster.
+	CIDRs []string
+	// Port is the port it listens on.
+	Port int
+}
+
+// databasePolicies let Vault reach each database on its port: both ends'
+// policies for pods of the namespace, Vault's egress for addresses outside.
+func databasePolicies(name string, vault map[string]string, dbs []DatabaseFlow) ([]policy, error) {
+	var ps []policy
+	for _, d := range dbs {
+		port := tcp(d.Port)
+		if err := checkPort(port); err != nil {
+			return nil, fmt.Errorf("guardrails: Network.Databases %s: %w", d.Name, err)
+		}
+		pname := name + "-vault-to-database-" + d.Name
+		switch {
+		case len(d.PodLabels) > 0 && len(d.CIDRs) == 0:
+			ps = append(ps, flow(pname, vault, d.PodLabels, port)...)
+		case len(d.CIDRs) > 0 && len(d.PodLabels) == 0:
+			if err := checkCIDRs("Databases "+d.Name+" CIDRs", d.CIDRs); err != nil {
+				return nil, err
+			}
+			ps = append(ps, egressPolicy(pname+"-egress", vault, cidrPeers(d.CIDRs), port))
+		default:
+			return nil, fmt.Errorf("guardrails: Network.Databases %s: give PodLabels or CIDRs, exactly one", d.Name)
+		}
+	}
+	return ps, nil
 }
 
 // policy is one NetworkPolicy to create, in plain Go values.
@@ -234,6 +276,11 @@ func networkPolicies(name string, n NetworkArgs, c Config) ([]policy, error) {
 		// every ExternalSecret write would fail without this.
 		ingressPolicy(name+"-kube-api-to-eso-webhook-ingress", n.ExternalSecretsWebhookPodLabels, cidrPeers(n.KubeAPICIDRs), webhook),
 	)
+	dbs, err := databasePolicies(name, vault, n.Databases)
+	if err != nil {
+		return nil, err
+	}
+	ps = append(ps, dbs...)
 	if len(c.AWSCIDRs) > 0 {
 		ps = append(ps, egressPolicy(name+"-vault-aws-egress", vault, cidrPeers(c.AWSCIDRs), tcp(awsAPIPort)))
 		if len(n.SnapshotPodLabels) > 0 {

@@ -3,6 +3,7 @@ package observability
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -25,6 +26,12 @@ const (
 	AlertNamespaceQuotaNearlyFull      = "NamespaceQuotaNearlyFull"
 	AlertVaultRestoreDrillFailed       = "VaultRestoreDrillFailed"
 	AlertVaultRestoreDrillMissing      = "VaultRestoreDrillMissing"
+	// AlertDatabaseCredentialsStale: an ExternalSecret of a static role
+	// did not refresh, so its Secret holds a password Vault rotates away.
+	AlertDatabaseCredentialsStale = "DatabaseCredentialsStale"
+	// AlertVaultDatabaseRotationFailed: Vault failed to change a database
+	// password (a static role's rotation or rotate-root).
+	AlertVaultDatabaseRotationFailed = "VaultDatabaseRotationFailed"
 )
 
 // Thresholds: the issue's 14 days of certificate and 90% of quota.
@@ -230,7 +237,49 @@ func ruleGroups(s scope) []ruleGroup {
 	if s.DrillCronJob != "" {
 		groups = append(groups, ruleGroup{Name: "disaster-recovery", Rules: drillRules(s)})
 	}
+	if len(s.DatabaseSecrets) > 0 {
+		groups = append(groups, ruleGroup{Name: "database-credentials", Rules: databaseRules(s)})
+	}
 	return groups
+}
+
+// databaseRules watch the credentials Vault's database engine rotates.
+//   - ESO: a static role's ExternalSecret that is not Ready stopped
+//     refreshing; after Vault's next rotation its Secret holds a password
+//     Postgres refuses. One refresh interval (5m), not two: unlike a KV
+//     entry, what it delivered goes bad on its own.
+//   - Vault (telemetry, prometheus sink): every password change the
+//     database engine makes, a static role's rotation or rotate-root, goes
+//     through the plugin's UpdateUser, whose failures count in
+//     database.UpdateUser.error, exported as the counter
+//     vault_database_UpdateUser_error (by plugin type:
+//     vault_database_postgres_UpdateUser_error). It has no role label and
+//     appears only after the first failure; Vault exports no other metric
+//     of failed rotations. Only the active voter rotates: summed over pods.
+func databaseRules(s scope) []rule {
+	names := strings.Join(s.DatabaseSecrets, "|")
+	return []rule{
+		{
+			Alert: AlertDatabaseCredentialsStale,
+			Expr: fmt.Sprintf(`max by (namespace, name) (externalsecret_status_condition{%s,name=~%q,condition="Ready",status="False"}) == 1`,
+				s.nsSel(), names),
+			For:    "5m",
+			Labels: labels(severityCritical),
+			Annotations: annotations(s, runbookSecrets, "database-credentials-are-stale",
+				"Database credentials of ExternalSecret {{ $labels.name }} are stale",
+				"ExternalSecret {{ $labels.namespace }}/{{ $labels.name }} delivers a static role Vault rotates and has not been Ready for 5 minutes: "+
+					"after Vault's next rotation its Secret holds a password Postgres refuses, and new connections fail."),
+		},
+		{
+			Alert:  AlertVaultDatabaseRotationFailed,
+			Expr:   fmt.Sprintf(`sum(increase(vault_database_UpdateUser_error{%s}[15m])) > 0`, s.vaultSel()),
+			Labels: labels(severityWarning),
+			Annotations: annotations(s, runbookSecrets, "vault-failed-to-rotate-a-database-password",
+				"Vault failed to change a database password",
+				"Vault's database engine in "+s.Namespace+" failed to change a password in the last 15 minutes (a static role's rotation or rotate-root): "+
+					"Vault retries static roles, and until it succeeds their old password stays valid past its period."),
+		},
+	}
 }
 
 // drillRules watch the restore drill as the snapshot alerts watch the

@@ -117,6 +117,11 @@ type ObservabilityArgs struct {
 	// RestoreDrillCronJobName). An alert fires when the last successful
 	// drill is older than twice this.
 	RestoreDrillIntervalSeconds int
+	// DatabaseExternalSecrets are the ExternalSecrets that deliver static
+	// roles of Vault's database engine: a failed refresh of one leaves its
+	// consumers with a password Postgres refuses after the next rotation,
+	// so they alert sooner than the others. None: no database alerts.
+	DatabaseExternalSecrets []string
 	// RunbookBaseURL is where docs/runbooks is browsed; "" means
 	// DefaultRunbookBaseURL.
 	RunbookBaseURL string
@@ -174,6 +179,8 @@ type scope struct {
 	// UIDPrefix makes the dashboards' UIDs unique per component and
 	// namespace.
 	UIDPrefix string
+	// DatabaseSecrets are the ExternalSecrets of static roles.
+	DatabaseSecrets []string
 }
 
 // vaultJob is the job label of Vault's metrics: the Prometheus Operator
@@ -259,6 +266,7 @@ func NewObservability(ctx *pulumi.Context, name string, args *ObservabilityArgs,
 			RunbookBaseURL:   a.RunbookBaseURL,
 			ProbeJob:         name + "-vault-tls",
 			UIDPrefix:        uidPrefix(name, namespace),
+			DatabaseSecrets:  a.DatabaseExternalSecrets,
 		}
 	})
 	// A map output per body: the spec of each resource waits for the

@@ -58,6 +58,7 @@ func newArgs() *observability.ObservabilityArgs {
 		// The drill's default schedule, weekly.
 		RestoreDrillCronJobName:     pulumi.String(drillCronJob),
 		RestoreDrillIntervalSeconds: oneWeek,
+		DatabaseExternalSecrets:     []string{"postgres-credentials", "reports-credentials"},
 	}
 }
 
@@ -248,6 +249,10 @@ var requiredAlerts = []struct {
 	{observability.AlertExternalSecretNotSynced, []string{`externalsecret_status_condition{namespace="production",condition="Ready",status="False"}`, "== 1"}},
 	// ESO's metrics are missing: the alert above would stay silent.
 	{observability.AlertExternalSecretsMetricsMissing, []string{`absent(externalsecret_status_condition{namespace="production"})`}},
+	// An ExternalSecret of a static role is not synced: only those.
+	{observability.AlertDatabaseCredentialsStale, []string{`externalsecret_status_condition{namespace="production",name=~"postgres-credentials|reports-credentials",condition="Ready",status="False"}`, "== 1"}},
+	// Vault failed to change a database password: the plugin's UpdateUser errors.
+	{observability.AlertVaultDatabaseRotationFailed, []string{`increase(vault_database_UpdateUser_error{namespace="production",job="vault-internal"}[15m])`, "> 0"}},
 	// Quota used / hard above 90%.
 	{observability.AlertNamespaceQuotaNearlyFull, []string{`kube_resourcequota{namespace="production",type="used"}`, `kube_resourcequota{namespace="production",type="hard"}`, "> 0.9"}},
 }
@@ -780,5 +785,18 @@ func TestScheduleIntervalSeconds(t *testing.T) {
 	}
 	if _, err := observability.ScheduleIntervalSeconds("every six hours"); err == nil {
 		t.Error("an invalid schedule was accepted")
+	}
+}
+
+// TestNoDatabaseAlertsWithoutDatabases: the database group exists only with
+// ExternalSecrets of static roles.
+func TestNoDatabaseAlertsWithoutDatabases(t *testing.T) {
+	args := newArgs()
+	args.DatabaseExternalSecrets = nil
+	rules := rulesOf(t, build(t, "observability", args))
+	for _, name := range []string{observability.AlertDatabaseCredentialsStale, observability.AlertVaultDatabaseRotationFailed} {
+		if _, ok := rules[name]; ok {
+			t.Errorf("alert %s exists without databases", name)
+		}
 	}
 }

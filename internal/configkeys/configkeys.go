@@ -84,7 +84,8 @@ func (s Schema) Unknown(namespace, source string, keys []string, value func(key 
 			f.unknownTopLevel(s, namespace, name)
 			continue
 		}
-		if structType(typ) == nil {
+		// Groups (structs) and lists of them (databases) have fields.
+		if structType(typ) == nil && (typ.Kind() != reflect.Slice || structType(typ.Elem()) == nil) {
 			continue
 		}
 		var raw any

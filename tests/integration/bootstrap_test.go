@@ -270,7 +270,7 @@ func TestBootstrapInitialisesConfiguresAndGates(t *testing.T) {
 	t.Parallel()
 	prefix := bootstrap.DefaultConfig().NamePrefix
 	// The previous config: one more ExternalSecret and another snapshot role.
-	before := renderWith(t, map[string]any{
+	before := renderWith(t, withoutDatabases(map[string]any{
 		"secrets-platform:backup": map[string]any{"vaultRole": prefix + "old-snapshot"},
 		"secrets-platform:externalSecrets": map[string]any{
 			"store": map[string]any{"role": prefix + "external-secrets"},
@@ -279,8 +279,8 @@ func TestBootstrapInitialisesConfiguresAndGates(t *testing.T) {
 				map[string]any{"name": "legacy", "vaultKey": "database/legacy", "data": []any{map[string]any{"property": "password", "secretKey": "password"}}},
 			},
 		},
-	})
-	r := render(t)
+	}))
+	r := renderWith(t, withoutDatabases(nil))
 	c := newCluster(t, r, startTransitSeal(t), clusterOptions{})
 	b := newBootstrapRun(t, c)
 	ns := r.namespace
@@ -408,9 +408,9 @@ func TestBootstrapPGPModeEncryptsEachShareToItsHolder(t *testing.T) {
 		}
 		holders[i], keys[i] = e, base64.StdEncoding.EncodeToString(pub.Bytes())
 	}
-	r := renderWith(t, map[string]any{"secrets-platform:bootstrap": map[string]any{
+	r := renderWith(t, withoutDatabases(map[string]any{"secrets-platform:bootstrap": map[string]any{
 		"recoveryShares": 3, "recoveryThreshold": 2, "pgpKeys": keys,
-	}})
+	}}))
 	c := newCluster(t, r, startTransitSeal(t), clusterOptions{})
 	b := newBootstrapRun(t, c)
 	var initLog string
@@ -498,9 +498,9 @@ func TestBootstrapPGPModeEncryptsEachShareToItsHolder(t *testing.T) {
 // voter, when one is sealed.
 func TestBootstrapManualInitAndGate(t *testing.T) {
 	t.Parallel()
-	r := renderWith(t, map[string]any{"secrets-platform:bootstrap": map[string]any{
+	r := renderWith(t, withoutDatabases(map[string]any{"secrets-platform:bootstrap": map[string]any{
 		"autoInit": false, "gateTimeoutSeconds": 120, "timeoutSeconds": 660,
-	}})
+	}}))
 	c := newCluster(t, r, startTransitSeal(t), clusterOptions{})
 	b := newBootstrapRun(t, c)
 	// The survey refuses first, in the pod; init would as well.

@@ -17,6 +17,7 @@ func TestVaultAcceptsThePoliciesTheProgramWrites(t *testing.T) {
 	files := render(t).bootstrap.files
 	vault := startDevServer(t, "policies").cli
 	prefix := bootstrap.DefaultConfig().NamePrefix
+	db := bootstrap.DefaultConfig().DatabaseMount()
 	policies := []struct {
 		name string
 		// The policy grants exactly capabilities on allowed, and nothing
@@ -24,8 +25,12 @@ func TestVaultAcceptsThePoliciesTheProgramWrites(t *testing.T) {
 		allowed, capabilities, denied string
 	}{
 		{prefix + "raft-snapshot", "sys/storage/raft/snapshot", "read", "sys/storage/raft/snapshot-force"},
-		{prefix + "external-secrets", "secret/data/database/postgres", "read", "secret/data/database/other"},
-		{prefix + "external-secrets", "secret/data/database/postgres", "read", "secret/metadata/database/postgres"},
+		// postgres-credentials comes from the database engine's static role
+		// app: its policy reads exactly that role's credentials.
+		{prefix + "external-secrets-postgres-credentials", db + "/static-creds/app", "read", db + "/static-creds/other"},
+		{prefix + "external-secrets-postgres-credentials", db + "/static-creds/app", "read", db + "/config/postgres"},
+		{prefix + "database-intake", "secret/data/" + prefix + "database-intake/postgres", "create", "secret/metadata/" + prefix + "database-intake/postgres"},
+		{prefix + bootstrap.ConfiguratorName, db + "/rotate-root/postgres", "update", db + "/static-creds/app"},
 		{prefix + bootstrap.ConfiguratorName, "sys/policies/acl/" + prefix + "x", "create, delete, read, update", "sys/policies/acl/root-like"},
 		{prefix + bootstrap.ConfiguratorName, "auth/kubernetes/role/" + prefix + "x", "create, delete, read, update", "auth/kubernetes/role/other"},
 		{prefix + bootstrap.ConfiguratorName, "sys/audit/" + prefix + "file", "create, sudo, update", "sys/audit/other"},
