@@ -354,7 +354,7 @@ func TestRestoreDrillRestoresTheClustersSnapshot(t *testing.T) {
 // alone, logging it, and the drill must fail and say so, not pass.
 func TestRestoreDrillOpensTheSnapshotsAuditDevices(t *testing.T) {
 	t.Parallel()
-	r := render(t)
+	r := renderWith(t, withoutDatabases(nil))
 	seal := startTransitSeal(t)
 	c := newCluster(t, r, seal, clusterOptions{})
 	b := newBootstrapRun(t, c)

@@ -687,10 +687,8 @@ func (run *rolloutRun) run(extra ...string) (string, error) {
 // them), healthy.
 func bootstrapped(t *testing.T, c *cluster, r *rendered, b *bootstrapRun) {
 	t.Helper()
-	for _, s := range []string{"init", "publish"} {
-		if _, err := b.step(r.bootstrap, s, ""); err != nil {
-			t.Fatalf("bootstrap.sh %s: %v", s, err)
-		}
+	if failed, out := b.untilConfigure(r.bootstrap); failed != "" {
+		t.Fatalf("bootstrap.sh %s failed:\n%s", failed, out)
 	}
 	raw, err := os.ReadFile(filepath.Join(b.secrets, "init.json"))
 	if err != nil {
@@ -744,7 +742,7 @@ func deleteEvents(events []kubeEvent) []kubeEvent {
 // 100 ms. Run again, it does nothing.
 func TestRolloutReplacesStandbysThenTheLeader(t *testing.T) {
 	t.Parallel()
-	r := render(t)
+	r := renderWith(t, withoutDatabases(nil))
 	seal := startTransitSeal(t)
 	c := newCluster(t, r, seal, clusterOptions{})
 	api := newKubeAPI(t, c, r, "vault-old", podRevision{config: r.config, seal: seal})
@@ -769,9 +767,9 @@ func TestRolloutReplacesStandbysThenTheLeader(t *testing.T) {
 	// One deploy changes the HCL and the bootstrap's config at once: here it
 	// also renames the rollout's Vault role. Run before the bootstrap's new
 	// Job, the rollout cannot log in and touches nothing; hence the order.
-	next := renderWith(t, map[string]any{"secrets-platform:rollout": map[string]any{
+	next := renderWith(t, withoutDatabases(map[string]any{"secrets-platform:rollout": map[string]any{
 		"vaultRole": bootstrap.DefaultConfig().NamePrefix + "rollout-next",
-	}})
+	}}))
 	run.r = next
 	if out, err := run.run(); err == nil || !strings.Contains(out, "cannot log in to Vault as "+bootstrap.DefaultConfig().NamePrefix+"rollout-next") {
 		t.Fatalf("the rollout before the bootstrap's new Job: %v; want a failed login", err)
@@ -877,7 +875,7 @@ func TestRolloutReplacesStandbysThenTheLeader(t *testing.T) {
 // and the two others, untouched, keep serving.
 func TestRolloutRefusesADegradedClusterAndStopsAtASealedVoter(t *testing.T) {
 	t.Parallel()
-	r := render(t)
+	r := renderWith(t, withoutDatabases(nil))
 	seal := startTransitSeal(t)
 	c := newCluster(t, r, seal, clusterOptions{})
 	api := newKubeAPI(t, c, r, "vault-old", podRevision{config: r.config, seal: seal})
