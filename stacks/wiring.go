@@ -242,5 +242,6 @@ func observabilityArgs(cfg *Config, namespace pulumi.StringInput, p *Platform) (
 		// Grafana's dashboard sidecar watches its own namespace.
 		DashboardNamespace: pulumi.String(cfg.Observability.MonitoringNamespace),
 		MonitorLabels:      monitorLabels,
+		BreakGlass:         cfg.Vault.BreakGlass,
 	}, nil
 }

@@ -24,6 +24,7 @@ const (
 	AlertNamespaceQuotaNearlyFull      = "NamespaceQuotaNearlyFull"
 	AlertVaultRestoreDrillFailed       = "VaultRestoreDrillFailed"
 	AlertVaultRestoreDrillMissing      = "VaultRestoreDrillMissing"
+	AlertVaultBreakGlassOpen           = "VaultBreakGlassOpen"
 )
 
 // Thresholds: the 14 days of certificate and 90% of quota.
@@ -215,6 +216,9 @@ func ruleGroups(s scope) []ruleGroup {
 	}
 	if s.DrillCronJob != "" {
 		groups = append(groups, ruleGroup{Name: "disaster-recovery", Rules: drillRules(s)})
+	}
+	if s.BreakGlass {
+		groups = append(groups, ruleGroup{Name: "break-glass", Rules: breakGlassRules(s)})
 	}
 	return groups
 }

@@ -132,6 +132,10 @@ type ObservabilityArgs struct {
 	DashboardNamespace pulumi.StringInput
 	// ScrapeInterval of Vault and the probe; "" means DefaultScrapeInterval.
 	ScrapeInterval string
+	// BreakGlass says the Vault server config opens generate-root to
+	// callers without a token (vault.breakGlass): the VaultBreakGlassOpen
+	// rule exists, and fires, only then.
+	BreakGlass bool
 }
 
 // Observability is the monitoring of the secrets platform.
@@ -170,6 +174,8 @@ type scope struct {
 	// UIDPrefix makes the dashboards' UIDs unique per component and
 	// namespace.
 	UIDPrefix string
+	// BreakGlass adds the break-glass alert.
+	BreakGlass bool
 }
 
 // vaultJob is the job label of Vault's metrics: the Prometheus Operator
@@ -254,6 +260,7 @@ func NewObservability(ctx *pulumi.Context, name string, args *ObservabilityArgs,
 			RunbookBaseURL:   a.RunbookBaseURL,
 			ProbeJob:         name + "-vault-tls",
 			UIDPrefix:        uidPrefix(name, namespace),
+			BreakGlass:       a.BreakGlass,
 		}
 	})
 	// A map output per body: the spec of each resource waits for the
