@@ -44,6 +44,9 @@ func (c *Config) workloads() []workload {
 		// with the same resources. While a new revision runs, the previous
 		// one's pod has finished, and finished pods use no quota.
 		{name: "vault bootstrap job", pods: 1, containers: []kube.Resources{c.Bootstrap.Resources}},
+		// The reconcile CronJob (Forbid: one pod at a time), its two steps
+		// with the bootstrap's resources; it may run beside a bootstrap Job.
+		{name: "vault reconcile job", pods: 1, containers: []kube.Resources{c.Bootstrap.Resources}},
 	}
 	if d := c.Backup.Drill; d.Enabled {
 		// Forbid as well, and its schedule may meet the snapshot job's:

@@ -33,6 +33,15 @@ var bootstrapPodLabels = map[string]string{
 	"app.kubernetes.io/part-of":   "secrets-platform",
 }
 
+// reconcilePodLabels label the reconcile CronJob's pods: apart from the
+// bootstrap's, since they reach Vault only (no AWS).
+var reconcilePodLabels = map[string]string{
+	"app.kubernetes.io/name":      "vault-reconcile",
+	"app.kubernetes.io/instance":  bootstrap.ReconcileName(bootstrapName),
+	"app.kubernetes.io/component": "reconcile",
+	"app.kubernetes.io/part-of":   "secrets-platform",
+}
+
 func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 	monitoring := ""
 	if cfg.Observability.PrometheusOperator {
@@ -57,6 +66,7 @@ func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 			SnapshotPodLabels:     backup.PodLabels(backupName),
 			RestoreDrillPodLabels: drillLabels(cfg),
 			BootstrapPodLabels:    bootstrapPodLabels,
+			ReconcilePodLabels:    reconcilePodLabels,
 			KubeAPICIDRs:          cfg.Kubernetes.APIServerCIDRs,
 			KubeAPIPort:           cfg.Kubernetes.APIServerPort,
 			KubeAPIClusterIP:      cfg.Kubernetes.APIServerClusterIP,
@@ -151,26 +161,27 @@ func bootstrapArgs(ctx *pulumi.Context, cfg *Config, v *vault.HardenedVault, b *
 		voters[i] = bootstrap.Voter{Name: fmt.Sprintf("%s-%d", vaultRelease, i), Address: vault.PodAddress(vaultRelease, i)}
 	}
 	args := &bootstrap.VaultBootstrapArgs{
-		Config:            cfg.Bootstrap,
-		Setup:             vaultSetup(cfg),
-		Namespace:         cfg.Namespace,
-		Voters:            voters,
-		VaultAddress:      v.ActiveAddress,
-		VaultImage:        v.Image,
-		AWSCLIImage:       cfg.Backup.AWSCLIImage,
-		VaultCASecretName: v.CASecretName,
-		AuditFile:         vault.AuditLogFile,
-		PodLabels:         bootstrapPodLabels,
-		AccountID:         cfg.Unseal.AccountID,
-		Region:            cfg.Region,
-		OIDCProviderARN:   cfg.Kubernetes.OIDCProviderARN,
-		OIDCIssuer:        cfg.Kubernetes.OIDCIssuer,
-		Bucket:            b.BucketName,
-		BucketARN:         b.BucketARN,
-		BucketKeyARN:      b.KMSKeyARN,
-		InitPrefix:        backup.InitPrefix,
-		Tags:              pulumi.ToStringMap(tags(ctx, nil)),
-		DependsOn:         []pulumi.Resource{v.Release},
+		Config:             cfg.Bootstrap,
+		Setup:              vaultSetup(cfg),
+		Namespace:          cfg.Namespace,
+		Voters:             voters,
+		VaultAddress:       v.ActiveAddress,
+		VaultImage:         v.Image,
+		AWSCLIImage:        cfg.Backup.AWSCLIImage,
+		VaultCASecretName:  v.CASecretName,
+		AuditFile:          vault.AuditLogFile,
+		PodLabels:          bootstrapPodLabels,
+		ReconcilePodLabels: reconcilePodLabels,
+		AccountID:          cfg.Unseal.AccountID,
+		Region:             cfg.Region,
+		OIDCProviderARN:    cfg.Kubernetes.OIDCProviderARN,
+		OIDCIssuer:         cfg.Kubernetes.OIDCIssuer,
+		Bucket:             b.BucketName,
+		BucketARN:          b.BucketARN,
+		BucketKeyARN:       b.KMSKeyARN,
+		InitPrefix:         backup.InitPrefix,
+		Tags:               pulumi.ToStringMap(tags(ctx, nil)),
+		DependsOn:          []pulumi.Resource{v.Release},
 	}
 	// The init object is replicated with the snapshots: its key too. (A
 	// nil *aws.Provider would be a non-nil ProviderResource.)
@@ -243,5 +254,6 @@ func observabilityArgs(cfg *Config, namespace pulumi.StringInput, p *Platform) (
 		DashboardNamespace: pulumi.String(cfg.Observability.MonitoringNamespace),
 		MonitorLabels:      monitorLabels,
 		BreakGlass:         cfg.Vault.BreakGlass,
+		ReconcileCronJob:   bootstrap.ReconcileName(bootstrapName),
 	}, nil
 }

@@ -73,6 +73,9 @@ type NetworkArgs struct {
 	// BootstrapPodLabels select the pods of the VaultBootstrap Job, which
 	// call every voter and AWS (KMS, S3); empty means there is no bootstrap.
 	BootstrapPodLabels map[string]string
+	// ReconcilePodLabels select the pods of the reconcile CronJob, which
+	// call the active voter only; empty means there is none.
+	ReconcilePodLabels map[string]string
 	// RestoreDrillPodLabels select the pods of the restore drill, which
 	// reach S3, KMS and STS and nothing else; empty means there is no drill
 	// and no policy for it.
@@ -216,6 +219,9 @@ func networkPolicies(name string, n NetworkArgs, c Config) ([]policy, error) {
 	}
 	if len(n.BootstrapPodLabels) > 0 {
 		ps = append(ps, flow(name+"-bootstrap-to-vault", n.BootstrapPodLabels, vault, tcp(vaultAPIPort))...)
+	}
+	if len(n.ReconcilePodLabels) > 0 {
+		ps = append(ps, flow(name+"-reconcile-to-vault", n.ReconcilePodLabels, vault, tcp(vaultAPIPort))...)
 	}
 	ps = append(ps,
 		// Vault: Kubernetes auth (TokenReview) and service registration.

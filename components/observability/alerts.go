@@ -25,6 +25,8 @@ const (
 	AlertVaultRestoreDrillFailed       = "VaultRestoreDrillFailed"
 	AlertVaultRestoreDrillMissing      = "VaultRestoreDrillMissing"
 	AlertVaultBreakGlassOpen           = "VaultBreakGlassOpen"
+	AlertVaultConfigDrift              = "VaultConfigDrift"
+	AlertVaultReconcileFailed          = "VaultReconcileFailed"
 )
 
 // Thresholds: the 14 days of certificate and 90% of quota.
@@ -216,6 +218,9 @@ func ruleGroups(s scope) []ruleGroup {
 	}
 	if s.DrillCronJob != "" {
 		groups = append(groups, ruleGroup{Name: "disaster-recovery", Rules: drillRules(s)})
+	}
+	if s.ReconcileCronJob != "" {
+		groups = append(groups, ruleGroup{Name: "reconcile", Rules: reconcileRules(s)})
 	}
 	if s.BreakGlass {
 		groups = append(groups, ruleGroup{Name: "break-glass", Rules: breakGlassRules(s)})

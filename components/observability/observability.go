@@ -132,6 +132,10 @@ type ObservabilityArgs struct {
 	DashboardNamespace pulumi.StringInput
 	// ScrapeInterval of Vault and the probe; "" means DefaultScrapeInterval.
 	ScrapeInterval string
+	// ReconcileCronJob is the bootstrap's reconcile CronJob
+	// (bootstrap.ReconcileName); "" means there is none and no alert about
+	// it.
+	ReconcileCronJob string
 	// BreakGlass says the Vault server config opens generate-root to
 	// callers without a token (vault.breakGlass): the VaultBreakGlassOpen
 	// rule exists, and fires, only then.
@@ -176,6 +180,8 @@ type scope struct {
 	UIDPrefix string
 	// BreakGlass adds the break-glass alert.
 	BreakGlass bool
+	// ReconcileCronJob is the reconcile CronJob; "" without one.
+	ReconcileCronJob string
 }
 
 // vaultJob is the job label of Vault's metrics: the Prometheus Operator
@@ -261,6 +267,7 @@ func NewObservability(ctx *pulumi.Context, name string, args *ObservabilityArgs,
 			ProbeJob:         name + "-vault-tls",
 			UIDPrefix:        uidPrefix(name, namespace),
 			BreakGlass:       a.BreakGlass,
+			ReconcileCronJob: a.ReconcileCronJob,
 		}
 	})
 	// A map output per body: the spec of each resource waits for the
