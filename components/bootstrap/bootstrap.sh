@@ -175,13 +175,14 @@ write_client() {
   if ! current=$(vault policy read "$1" 2>/dev/null); then
     was="missing"
   elif [ "$current" != "$(cat "$CONFIG_DIR/policy-$1.hcl")" ]; then
-    was="edited (paths: $(echo "$current" | sed -n 's/^path "\([^"]*\)".*/\1/p' | tr '\n' ' '))"
+    paths=$(echo "$current" | sed -n 's/^path "\([^"]*\)".*/\1/p' | tr '\n' ' ')
+    was="edited (paths: ${paths% })"
   else
     was=""
   fi
   if [ -n "$was" ]; then
     vault policy write "$1" "$CONFIG_DIR/policy-$1.hcl" >/dev/null
-    corrected "policy $1" "${was% }"
+    corrected "policy $1" "$was"
   fi
   # Each argument is one value; Vault shows a list of one as [value].
   was=""
