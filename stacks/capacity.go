@@ -50,6 +50,9 @@ func (c *Config) workloads() ([]workload, error) {
 		// the CronJob's Forbid keeps a scheduled run from starting beside
 		// it, not it from starting beside a scheduled run.
 		{name: "raft snapshot job of the rollout", pods: 1, containers: []kube.Resources{c.Backup.Resources}},
+		// The reconcile CronJob (Forbid: one pod at a time), its two steps
+		// with the bootstrap's resources; it may run beside a bootstrap Job.
+		{name: "vault reconcile job", pods: 1, containers: []kube.Resources{c.Bootstrap.Resources}},
 	}
 	if d := c.Backup.Drill; d.Enabled {
 		// Forbid as well, and its schedule may meet the snapshot job's:

@@ -49,6 +49,15 @@ var bootstrapPodLabels = map[string]string{
 	"app.kubernetes.io/part-of":   "secrets-platform",
 }
 
+// reconcilePodLabels label the reconcile CronJob's pods: apart from the
+// bootstrap's, since they reach Vault only (no AWS).
+var reconcilePodLabels = map[string]string{
+	"app.kubernetes.io/name":      "vault-reconcile",
+	"app.kubernetes.io/instance":  bootstrap.ReconcileName(bootstrapName),
+	"app.kubernetes.io/component": "reconcile",
+	"app.kubernetes.io/part-of":   "secrets-platform",
+}
+
 func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 	monitoring := ""
 	if cfg.Observability.PrometheusOperator {
@@ -74,6 +83,7 @@ func guardrailsArgs(cfg *Config) *guardrails.NamespaceGuardrailsArgs {
 			RestoreDrillPodLabels: drillLabels(cfg),
 			BootstrapPodLabels:    bootstrapPodLabels,
 			RolloutPodLabels:      rolloutPodLabels,
+			ReconcilePodLabels:    reconcilePodLabels,
 			KubeAPICIDRs:          cfg.Kubernetes.APIServerCIDRs,
 			KubeAPIPort:           cfg.Kubernetes.APIServerPort,
 			KubeAPIClusterIP:      cfg.Kubernetes.APIServerClusterIP,
@@ -176,26 +186,27 @@ func bootstrapArgs(ctx *pulumi.Context, cfg *Config, v *vault.HardenedVault, b *
 		voters[i] = bootstrap.Voter{Name: voterName(i), Address: vault.PodAddress(vaultRelease, i)}
 	}
 	args := &bootstrap.VaultBootstrapArgs{
-		Config:            cfg.Bootstrap,
-		Setup:             vaultSetup(cfg),
-		Namespace:         cfg.Namespace,
-		Voters:            voters,
-		VaultAddress:      v.ActiveAddress,
-		VaultImage:        v.Image,
-		AWSCLIImage:       cfg.Backup.AWSCLIImage,
-		VaultCASecretName: v.CASecretName,
-		AuditFile:         vault.AuditLogFile,
-		PodLabels:         bootstrapPodLabels,
-		AccountID:         cfg.Unseal.AccountID,
-		Region:            cfg.Region,
-		OIDCProviderARN:   cfg.Kubernetes.OIDCProviderARN,
-		OIDCIssuer:        cfg.Kubernetes.OIDCIssuer,
-		Bucket:            b.BucketName,
-		BucketARN:         b.BucketARN,
-		BucketKeyARN:      b.KMSKeyARN,
-		InitPrefix:        backup.InitPrefix,
-		Tags:              pulumi.ToStringMap(tags(ctx, nil)),
-		DependsOn:         []pulumi.Resource{v.Release},
+		Config:             cfg.Bootstrap,
+		Setup:              vaultSetup(cfg),
+		Namespace:          cfg.Namespace,
+		Voters:             voters,
+		VaultAddress:       v.ActiveAddress,
+		VaultImage:         v.Image,
+		AWSCLIImage:        cfg.Backup.AWSCLIImage,
+		VaultCASecretName:  v.CASecretName,
+		AuditFile:          vault.AuditLogFile,
+		PodLabels:          bootstrapPodLabels,
+		ReconcilePodLabels: reconcilePodLabels,
+		AccountID:          cfg.Unseal.AccountID,
+		Region:             cfg.Region,
+		OIDCProviderARN:    cfg.Kubernetes.OIDCProviderARN,
+		OIDCIssuer:         cfg.Kubernetes.OIDCIssuer,
+		Bucket:             b.BucketName,
+		BucketARN:          b.BucketARN,
+		BucketKeyARN:       b.KMSKeyARN,
+		InitPrefix:         backup.InitPrefix,
+		Tags:               pulumi.ToStringMap(tags(ctx, nil)),
+		DependsOn:          []pulumi.Resource{v.Release},
 	}
 	// The init object is replicated with the snapshots: its key too. (A
 	// nil *aws.Provider would be a non-nil ProviderResource.)
@@ -313,6 +324,8 @@ func observabilityArgs(cfg *Config, namespace pulumi.StringInput, p *Platform) (
 		// Grafana's dashboard sidecar watches its own namespace.
 		DashboardNamespace: pulumi.String(cfg.Observability.MonitoringNamespace),
 		MonitorLabels:      monitorLabels,
+		BreakGlass:         cfg.Vault.BreakGlass,
+		ReconcileCronJob:   bootstrap.ReconcileName(bootstrapName),
 	}, nil
 }
 

@@ -46,6 +46,10 @@ func TestBadConfigFailsBeforeAnythingIsCreated(t *testing.T) {
 			with("vault", func(v map[string]any) { v["mlock"] = true }),
 			with("guardrails", func(g map[string]any) { g["podSecurityLevel"] = "baseline" }),
 		), "vault.mlock: true needs the IPC_LOCK capability, which neither the baseline level"},
+		{"break glass on a 1.x image", with("vault", func(v map[string]any) {
+			v["breakGlass"] = true
+			v["image"] = "hashicorp/vault:1.21.0"
+		}), "vault.breakGlass: true needs Vault 2.x, but vault.image is hashicorp/vault:1.21.0 (1.x)"},
 		{"unparsable vault memory", with("vault", func(v map[string]any) {
 			v["resources"] = map[string]any{"requests": map[string]any{"cpu": "1", "memory": "lots"}, "limits": map[string]any{"cpu": "2", "memory": "2Gi"}}
 		}), `vault.resources.requests.memory: "lots" is not a Kubernetes quantity`},

@@ -33,17 +33,17 @@ func withEphemeralQuota(t *testing.T, requests, snapshotSize string) map[string]
 // the drill's disk (4240Mi for a 1Gi snapshot: the snapshot, three times
 // it for the restore, 64Mi each of tmp and audit, 16Mi of logs) counts
 // beside the LimitRange's default for every other container: 3 voters x 2
-// containers, 5 ESO pods, the snapshot job, the bootstrap or rollout job and
-// the rollout's own snapshot job, 100Mi each, 1400Mi. 5Gi does not hold
-// 5640Mi; 6Gi does, and a smaller snapshot
+// containers, 5 ESO pods, the snapshot job, the bootstrap or rollout job,
+// the rollout's own snapshot job and the reconcile job, 100Mi each, 1500Mi.
+// 5Gi does not hold 5740Mi; 6Gi does, and a smaller snapshot
 // makes 5Gi enough.
 func TestCapacityCountsTheDrillsDisk(t *testing.T) {
 	_, err := recorder.Run("production", StackConfig(t, "production", withEphemeralQuota(t, "5Gi", "1Gi")), stacks.Run)
 	if err == nil {
-		t.Fatal("a drill of 4240Mi beside 1400Mi of defaults fits a 5Gi ephemeral-storage quota: the drill's disk is not counted")
+		t.Fatal("a drill of 4240Mi beside 1500Mi of defaults fits a 5Gi ephemeral-storage quota: the drill's disk is not counted")
 	}
 	for _, want := range []string{
-		"requests.ephemeral-storage: the platform needs 5640Mi but guardrails.quota.requests.ephemeral-storage is 5Gi",
+		"requests.ephemeral-storage: the platform needs 5740Mi but guardrails.quota.requests.ephemeral-storage is 5Gi",
 		"1 x restore drill job (requests cpu 100m, memory 256Mi, ephemeral-storage 4240Mi)",
 		"3 x vault (requests cpu 510m, memory 1040Mi, ephemeral-storage 200Mi)",
 	} {

@@ -105,6 +105,7 @@ func TestPlatformFlowsUnderBothDataplanes(t *testing.T) {
 		drill      = pod("restore drill", "10.40.96.31", templateLabels(t, mon, "kubernetes:batch/v1:CronJob", "vault-restore-drill"))
 		boot       = pod("bootstrap job", "10.40.128.32", templateLabels(t, mon, "kubernetes:batch/v1:Job", "vault-bootstrap"))
 		rolloutJob = pod("rollout job", "10.40.128.33", templateLabels(t, mon, "kubernetes:batch/v1:Job", "vault-rollout"))
+		reconcile  = pod("reconcile job", "10.40.128.34", templateLabels(t, mon, "kubernetes:batch/v1:CronJob", "vault-reconcile"))
 		apiClient  = pod("postgres client", "10.40.64.40", map[string]string{"app.kubernetes.io/component": "api"})
 		postgres   = pod("postgres", "10.40.64.41", map[string]string{"app.kubernetes.io/name": "postgres"})
 		prometheus = Endpoint{Name: "prometheus", Namespace: "monitoring", Labels: map[string]string{"app.kubernetes.io/name": "prometheus"}, IP: "10.40.96.50"}
@@ -141,7 +142,7 @@ func TestPlatformFlowsUnderBothDataplanes(t *testing.T) {
 		direct("rollout job reads every voter's health", rolloutJob, vault1, 8200),
 		direct("the API server calls the eso webhook", apiENI, webhook, 10250),
 		dns(vault0, udp), dns(vault0, tcp), dns(controller, udp), dns(webhook, udp), dns(certCtl, udp),
-		dns(snapshot, udp), dns(drill, udp), dns(boot, udp), dns(rolloutJob, udp),
+		dns(snapshot, udp), dns(drill, udp), dns(boot, udp), dns(rolloutJob, udp), dns(reconcile, udp),
 		via("eso controller reads Vault", controller, vault1, 8200, vaultSvc),
 		direct("raft between voters", vault1, vault0, 8201),
 		direct("request forwarding and joins on the api address", vault1, vault0, 8200),
@@ -158,6 +159,7 @@ func TestPlatformFlowsUnderBothDataplanes(t *testing.T) {
 		direct("bootstrap encrypts init's output (KMS)", boot, kmsVPCE, 443),
 		direct("bootstrap stores init's output (S3)", boot, s3VPCE, 443),
 		direct("bootstrap assumes its role (STS)", boot, stsVPCE, 443),
+		via("reconcile configures the leader", reconcile, vault0, 8200, vaultActiveSvc),
 		direct("restore drill downloads (S3)", drill, s3VPCE, 443),
 		direct("restore drill unseals its Vault (KMS)", drill, kmsVPCE, 443),
 		direct("restore drill assumes its role (STS)", drill, stsVPCE, 443),
@@ -178,6 +180,10 @@ func TestPlatformFlowsUnderBothDataplanes(t *testing.T) {
 		toAPI("restore drill calls the API", drill),
 		via("restore drill reads Vault", drill, vault0, 8200, vaultActiveSvc),
 		direct("bootstrap reaches raft", boot, vault0, 8201),
+		direct("reconcile reaches AWS (KMS)", reconcile, kmsVPCE, 443),
+		direct("reconcile reaches AWS (STS)", reconcile, stsVPCE, 443),
+		toAPI("reconcile calls the API", reconcile),
+		direct("reconcile reaches raft", reconcile, vault0, 8201),
 		direct("the API server calls Vault", apiENI, vault0, 8200),
 		direct("the extra allow is one way", postgres, apiClient, 5432),
 		direct("another namespace scrapes Vault", stranger, vault0, 8200),

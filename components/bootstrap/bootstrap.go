@@ -91,6 +91,9 @@ type VaultBootstrapArgs struct {
 	KubernetesHost string
 	// PodLabels label the Job's pods, for network policies (required).
 	PodLabels map[string]string
+	// ReconcilePodLabels label the reconcile CronJob's pods, for network
+	// policies: they reach Vault and nothing else (required).
+	ReconcilePodLabels map[string]string
 	// AccountID, Region, OIDCProviderARN and OIDCIssuer: where the
 	// recovery key and the publishing role live, and who may assume it
 	// (required).
@@ -130,6 +133,8 @@ type VaultBootstrap struct {
 	RecoveryReplicaKeyARN pulumi.StringOutput
 	// RoleARN is the Job's IRSA role, which may only publish under init/.
 	RoleARN pulumi.StringOutput
+	// ReconcileCronJobName is the reconcile CronJob's name, <name>-reconcile.
+	ReconcileCronJobName pulumi.StringOutput
 }
 
 // NewVaultBootstrap validates args, renders the Vault-side configuration,
@@ -179,6 +184,11 @@ func NewVaultBootstrap(ctx *pulumi.Context, name string, args *VaultBootstrapArg
 	if err != nil {
 		return nil, err
 	}
+	reconcile, err := b.newReconcile(p, job)
+	if err != nil {
+		return nil, err
+	}
+	comp.ReconcileCronJobName = reconcile.Metadata.Name().Elem()
 
 	comp.Job = job
 	comp.JobName = job.Metadata.Name().Elem()
@@ -190,6 +200,7 @@ func NewVaultBootstrap(ctx *pulumi.Context, name string, args *VaultBootstrapArg
 		"recoveryKeyArn":        comp.RecoveryKeyARN,
 		"recoveryReplicaKeyArn": comp.RecoveryReplicaKeyARN,
 		"roleArn":               comp.RoleARN,
+		"reconcileCronJobName":  comp.ReconcileCronJobName,
 	}); err != nil {
 		return nil, fmt.Errorf("registering %s outputs: %w", TypeToken, err)
 	}
@@ -326,24 +337,7 @@ func (b *build) newJob(p plan, roleARN, recoveryKey pulumi.StringOutput, publish
 		SecurityContext:              kube.PodSecurityContextArgs(kube.RestrictedPodSecurityContext(runAsUser, runAsGroup, runAsGroup)),
 		InitContainers:               corev1.ContainerArray{survey, preflight, init, publish},
 		Containers:                   corev1.ContainerArray{configure},
-		Volumes: corev1.VolumeArray{
-			&corev1.VolumeArgs{Name: pulumi.String("config"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{Name: cm.Metadata.Name()}},
-			&corev1.VolumeArgs{Name: pulumi.String("secrets"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{
-				Medium: pulumi.String("Memory"), SizeLimit: pulumi.String(secretsLimit),
-			}},
-			&corev1.VolumeArgs{Name: pulumi.String("tmp"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("64Mi")}},
-			&corev1.VolumeArgs{Name: pulumi.String("vault-ca"), Secret: &corev1.SecretVolumeSourceArgs{
-				SecretName: a.VaultCASecretName,
-				Items:      corev1.KeyToPathArray{&corev1.KeyToPathArgs{Key: pulumi.String("ca.crt"), Path: pulumi.String("ca.crt")}},
-			}},
-			&corev1.VolumeArgs{Name: pulumi.String("vault-token"), Projected: &corev1.ProjectedVolumeSourceArgs{
-				Sources: corev1.VolumeProjectionArray{&corev1.VolumeProjectionArgs{
-					ServiceAccountToken: &corev1.ServiceAccountTokenProjectionArgs{
-						Path: pulumi.String("token"), Audience: pulumi.String(Audience), ExpirationSeconds: pulumi.Int(tokenLifetime),
-					},
-				}},
-			}},
-		},
+		Volumes:                      b.volumes(cm.Metadata.Name()),
 	}
 	timeout := fmt.Sprintf("%ds", a.TimeoutSeconds)
 	job, err := batchv1.NewJob(b.ctx, b.name, &batchv1.JobArgs{
@@ -372,6 +366,30 @@ func (b *build) newJob(p plan, roleARN, recoveryKey pulumi.StringOutput, publish
 		return nil, fmt.Errorf("creating bootstrap Job: %w", err)
 	}
 	return job, nil
+}
+
+// volumes are the pod's volumes: the revision's ConfigMap, the
+// memory-backed secrets directory, /tmp, Vault's CA and the projected
+// token the configurator logs in with.
+func (b *build) volumes(configMap pulumi.StringPtrInput) corev1.VolumeArray {
+	return corev1.VolumeArray{
+		&corev1.VolumeArgs{Name: pulumi.String("config"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{Name: configMap}},
+		&corev1.VolumeArgs{Name: pulumi.String("secrets"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{
+			Medium: pulumi.String("Memory"), SizeLimit: pulumi.String(secretsLimit),
+		}},
+		&corev1.VolumeArgs{Name: pulumi.String("tmp"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("64Mi")}},
+		&corev1.VolumeArgs{Name: pulumi.String("vault-ca"), Secret: &corev1.SecretVolumeSourceArgs{
+			SecretName: b.args.VaultCASecretName,
+			Items:      corev1.KeyToPathArray{&corev1.KeyToPathArgs{Key: pulumi.String("ca.crt"), Path: pulumi.String("ca.crt")}},
+		}},
+		&corev1.VolumeArgs{Name: pulumi.String("vault-token"), Projected: &corev1.ProjectedVolumeSourceArgs{
+			Sources: corev1.VolumeProjectionArray{&corev1.VolumeProjectionArgs{
+				ServiceAccountToken: &corev1.ServiceAccountTokenProjectionArgs{
+					Path: pulumi.String("token"), Audience: pulumi.String(Audience), ExpirationSeconds: pulumi.Int(tokenLifetime),
+				},
+			}},
+		}},
+	}
 }
 
 // containers are the pod's five steps, each running Script: survey (Vault
@@ -457,6 +475,9 @@ func check(name string, args *VaultBootstrapArgs) error {
 	problems.PinnedImage("AWSCLIImage", args.AWSCLIImage)
 	if len(args.PodLabels) == 0 {
 		problems.Addf("PodLabels", "required: network policies select the Job's pods by them")
+	}
+	if len(args.ReconcilePodLabels) == 0 {
+		problems.Addf("ReconcilePodLabels", "required: network policies select the reconcile CronJob's pods by them")
 	}
 	problems.NonEmpty("AccountID", args.AccountID)
 	problems.NonEmpty("Region", args.Region)

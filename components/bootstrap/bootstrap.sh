@@ -9,6 +9,11 @@
 #   bootstrap.sh publish    (aws-cli image) encrypt and upload init's output
 #   bootstrap.sh configure  (vault image)   configure, then the health gate
 #
+# and the reconcile CronJob's, the same configuration on a schedule:
+#
+#   bootstrap.sh reconcile  (vault image)   configure, logging each drift
+#   bootstrap.sh drift      (vault image)   exit 3 if reconcile corrected any
+#
 # Sensitive files live only in $SECRETS_DIR, a memory-backed emptyDir. The
 # settings come from the environment, the policies and roles from the files
 # of the Job's ConfigMap in $CONFIG_DIR (see components/bootstrap).
@@ -26,6 +31,18 @@ publish_proven="$SECRETS_DIR/publish-proven"
 raft_runbook=docs/runbooks/raft-and-leadership.md
 
 log() { echo "bootstrap: $*"; }
+
+# corrected records that Vault differed from the config in $1 and was set
+# to it; $2 says what it was. For the reconcile step that is drift; for the
+# Job, which applies a new revision, an expected change.
+corrections="$SECRETS_DIR/corrections"
+corrected() {
+  if [ "${RECONCILE:-false}" = true ]; then
+    log "drift corrected: $1, was $2" | tee -a "$corrections"
+  else
+    log "applied: $1, was $2"
+  fi
+}
 fail() {
   echo "bootstrap: $*" >&2
   exit 1
@@ -232,23 +249,39 @@ enable_audit() {
   devices=$(vault audit list -format=json 2>/dev/null || true)
   case $devices in
     *"\"${NAME_PREFIX:?}file/\""*) ;;
-    *) vault audit enable -path="${NAME_PREFIX}file" file file_path="${AUDIT_FILE:?}" ;;
+    *)
+      vault audit enable -path="${NAME_PREFIX}file" file file_path="${AUDIT_FILE:?}"
+      corrected "audit device ${NAME_PREFIX}file/" "disabled"
+      ;;
   esac
   case $devices in
     *"\"${NAME_PREFIX}stdout/\""*) ;;
-    *) vault audit enable -path="${NAME_PREFIX}stdout" file file_path=stdout ;;
+    *)
+      vault audit enable -path="${NAME_PREFIX}stdout" file file_path=stdout
+      corrected "audit device ${NAME_PREFIX}stdout/" "disabled"
+      ;;
   esac
 }
 
 setup_auth() {
-  vault read "sys/auth/${AUTH_MOUNT:?}" >/dev/null 2>&1 ||
+  if ! vault read "sys/auth/${AUTH_MOUNT:?}" >/dev/null 2>&1; then
     vault auth enable -path="$AUTH_MOUNT" kubernetes
+    corrected "auth method $AUTH_MOUNT/" "not enabled"
+  fi
   # In the cluster Vault reviews tokens with its own service account and
   # CA; elsewhere (a Vault outside the cluster, the integration tests) they
   # are given.
   set -- kubernetes_host="${KUBERNETES_HOST:?}"
   [ -z "${KUBERNETES_CA_CERT:-}" ] || set -- "$@" kubernetes_ca_cert=@"$KUBERNETES_CA_CERT"
   [ -z "${TOKEN_REVIEWER_JWT_FILE:-}" ] || set -- "$@" token_reviewer_jwt=@"$TOKEN_REVIEWER_JWT_FILE"
+  # Vault never returns the reviewer JWT; the host and the CA it does.
+  host=$(vault read -field=kubernetes_host "auth/$AUTH_MOUNT/config" 2>/dev/null || true)
+  ca=$(vault read -field=kubernetes_ca_cert "auth/$AUTH_MOUNT/config" 2>/dev/null || true)
+  if [ "$host" != "$KUBERNETES_HOST" ]; then
+    corrected "auth/$AUTH_MOUNT/config" "kubernetes_host=${host:-unset}"
+  elif [ -n "${KUBERNETES_CA_CERT:-}" ] && [ "$ca" != "$(cat "$KUBERNETES_CA_CERT")" ]; then
+    corrected "auth/$AUTH_MOUNT/config" "another kubernetes_ca_cert"
+  fi
   vault write "auth/$AUTH_MOUNT/config" "$@" >/dev/null
 }
 
@@ -260,21 +293,54 @@ enable_kv() {
     esac
   fi
   vault secrets enable -path="$KV_MOUNT" -version=2 kv
+  corrected "secrets engine $KV_MOUNT/" "not mounted"
 }
 
 # write_client writes the policy (if it has one of its own) and the
-# Kubernetes-auth role called $1.
+# Kubernetes-auth role called $1 where they differ from the config.
 write_client() {
-  [ ! -f "$CONFIG_DIR/policy-$1.hcl" ] || vault policy write "$1" "$CONFIG_DIR/policy-$1.hcl" >/dev/null
-  xargs vault write "auth/$AUTH_MOUNT/role/$1" <"$CONFIG_DIR/role-$1.args" >/dev/null
-  log "policy and role $1 written"
+  if [ -f "$CONFIG_DIR/policy-$1.hcl" ]; then
+    if ! current=$(vault policy read "$1" 2>/dev/null); then
+      was="missing"
+    elif [ "$current" != "$(cat "$CONFIG_DIR/policy-$1.hcl")" ]; then
+      paths=$(echo "$current" | sed -n 's/^path "\([^"]*\)".*/\1/p' | tr '\n' ' ')
+      was="edited (paths: ${paths% })"
+    else
+      was=""
+    fi
+    if [ -n "$was" ]; then
+      vault policy write "$1" "$CONFIG_DIR/policy-$1.hcl" >/dev/null
+      corrected "policy $1" "$was"
+    fi
+  fi
+  # Each argument is one value; Vault shows a list of one as [value].
+  was=""
+  if vault read "auth/$AUTH_MOUNT/role/$1" >/dev/null 2>&1; then
+    while IFS='=' read -r key want; do
+      got=$(vault read -field="$key" "auth/$AUTH_MOUNT/role/$1" </dev/null 2>/dev/null || true)
+      [ "$got" = "$want" ] || [ "$got" = "[$want]" ] || was="$was $key=$got"
+    done <"$CONFIG_DIR/role-$1.args"
+  else
+    was=" missing"
+  fi
+  if [ -n "$was" ]; then
+    xargs vault write "auth/$AUTH_MOUNT/role/$1" <"$CONFIG_DIR/role-$1.args" >/dev/null
+    corrected "role $1" "${was# }"
+  fi
 }
 
 # write_policy writes the policy called $1, which another client's role
 # carries (a policy per ExternalSecret of a database role).
 write_policy() {
+  if ! current=$(vault policy read "$1" 2>/dev/null); then
+    was="missing"
+  elif [ "$current" != "$(cat "$CONFIG_DIR/policy-$1.hcl")" ]; then
+    was="edited"
+  else
+    return 0
+  fi
   vault policy write "$1" "$CONFIG_DIR/policy-$1.hcl" >/dev/null
-  log "policy $1 written"
+  corrected "policy $1" "$was"
 }
 
 # list_names prints the keys a `vault list` of $1 returns, one a line, or
@@ -416,13 +482,13 @@ prune() {
     case $r in "$NAME_PREFIX"*) ;; *) continue ;; esac
     [ -f "$CONFIG_DIR/role-$r.args" ] && continue
     vault delete "auth/$AUTH_MOUNT/role/$r" >/dev/null
-    log "role $r removed: it left the config"
+    corrected "role $r removed" "not in the config"
   done
   for p in $(vault policy list); do
     case $p in "$NAME_PREFIX"*) ;; *) continue ;; esac
     [ -f "$CONFIG_DIR/policy-$p.hcl" ] && continue
     vault policy delete "$p" >/dev/null
-    log "policy $p removed: it left the config"
+    corrected "policy $p removed" "not in the config"
   done
 }
 
@@ -499,7 +565,13 @@ step_configure() {
     fail "cannot log in as $CONFIGURATOR_ROLE through auth/$AUTH_MOUNT; if Vault was initialised by hand, create the configurator identity (install-and-init.md)"
   export VAULT_TOKEN
   trap 'vault token revoke -self >/dev/null 2>&1 || true' EXIT
+  apply
+  gate
+}
 
+# apply makes Vault's configuration what the config says, as the
+# configurator: the one code path of the Job and the reconcile CronJob.
+apply() {
   enable_audit
   enable_kv
   setup_auth
@@ -514,7 +586,34 @@ step_configure() {
   done
   configure_databases
   prune
-  gate
+}
+
+# step_reconcile applies the config of the current revision again, on a
+# schedule, and records each difference it corrects (drift) for the drift
+# step. It fails only when it cannot apply.
+step_reconcile() {
+  RECONCILE=true
+  : >"$corrections"
+  VAULT_TOKEN=$(vault write -field=token "auth/${AUTH_MOUNT:?}/login" role="${CONFIGURATOR_ROLE:?}" jwt=@"${JWT_FILE:?}") ||
+    fail "cannot log in as $CONFIGURATOR_ROLE through auth/$AUTH_MOUNT"
+  export VAULT_TOKEN
+  trap 'vault token revoke -self >/dev/null 2>&1 || true' EXIT
+  apply
+  n=$(wc -l <"$corrections")
+  if [ "$n" -eq 0 ]; then
+    log "no drift: Vault's configuration is what the config says"
+  else
+    log "corrected $n drift(s)"
+  fi
+}
+
+# step_drift ends the reconcile run with exit status 3 when it corrected
+# anything, so the run's Job fails in this container and not in reconcile's:
+# that is how the VaultConfigDrift alert tells drift from a failed run.
+step_drift() {
+  [ -s "$corrections" ] || return 0
+  cat "$corrections"
+  exit 3
 }
 
 case "${1:-}" in
@@ -523,5 +622,7 @@ case "${1:-}" in
   init) step_init ;;
   publish) step_publish ;;
   configure) step_configure ;;
-  *) fail "usage: bootstrap.sh survey|preflight|init|publish|configure" ;;
+  reconcile) step_reconcile ;;
+  drift) step_drift ;;
+  *) fail "usage: bootstrap.sh survey|preflight|init|publish|configure|reconcile|drift" ;;
 esac

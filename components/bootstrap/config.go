@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/robfig/cron/v3"
 
 	"github.com/secrets-platform/secrets-platform/components/kube"
 	"github.com/secrets-platform/secrets-platform/components/validate"
@@ -76,6 +77,10 @@ type Config struct {
 	// KeyDeletionWindowDays is the recovery key's deletion window (not a
 	// stack key). Default: 30.
 	KeyDeletionWindowDays int `json:"-"`
+	// ReconcileSchedule is when the reconcile CronJob applies the current
+	// revision's configuration again as the configurator, correcting and
+	// logging drift (UTC, cron). Default: */15 * * * *.
+	ReconcileSchedule string `json:"reconcileSchedule,omitempty"`
 }
 
 // The Job's time: its steps wait for Vault three times, each up to
@@ -126,6 +131,7 @@ func DefaultConfig() Config {
 		TimeoutSeconds:        1500,
 		ServiceAccount:        "vault-bootstrap",
 		KeyDeletionWindowDays: 30,
+		ReconcileSchedule:     "*/15 * * * *",
 		Resources: kube.Resources{
 			Requests: map[string]string{"cpu": "50m", "memory": "64Mi"},
 			Limits:   map[string]string{"cpu": "200m", "memory": "128Mi"},
@@ -185,6 +191,9 @@ func (c Config) Validate(path string) []validate.Problem {
 	}
 	p.DNSLabel(key("serviceAccount"), c.ServiceAccount)
 	p.WorkloadResources(key("resources"), c.Resources)
+	if _, err := cron.ParseStandard(c.ReconcileSchedule); err != nil {
+		p.Addf(key("reconcileSchedule"), "%q is not a cron schedule (%v); for example \"*/15 * * * *\"", c.ReconcileSchedule, err)
+	}
 	if c.KeyDeletionWindowDays < 7 || c.KeyDeletionWindowDays > 30 {
 		p.Addf(key("keyDeletionWindowDays"), "%d is outside 7..30, the window AWS KMS allows", c.KeyDeletionWindowDays)
 	}

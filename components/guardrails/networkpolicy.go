@@ -78,6 +78,9 @@ type NetworkArgs struct {
 	// pods and run the snapshot Job) and nothing else; empty means there is
 	// no rollout and no policy for it.
 	RolloutPodLabels map[string]string
+	// ReconcilePodLabels select the pods of the reconcile CronJob, which
+	// call the active voter only; empty means there is none.
+	ReconcilePodLabels map[string]string
 	// RestoreDrillPodLabels select the pods of the restore drill, which
 	// reach S3, KMS and STS and nothing else; empty means there is no drill
 	// and no policy for it.
@@ -267,6 +270,9 @@ func networkPolicies(name string, n NetworkArgs, c Config) ([]policy, error) {
 	if len(n.RolloutPodLabels) > 0 {
 		ps = append(ps, flow(name+"-rollout-to-vault", n.RolloutPodLabels, vault, tcp(vaultAPIPort))...)
 		ps = append(ps, toKubeAPI(name+"-rollout-kube-api-egress", n.RolloutPodLabels))
+	}
+	if len(n.ReconcilePodLabels) > 0 {
+		ps = append(ps, flow(name+"-reconcile-to-vault", n.ReconcilePodLabels, vault, tcp(vaultAPIPort))...)
 	}
 	ps = append(ps,
 		// Vault: Kubernetes auth (TokenReview) and service registration.

@@ -32,6 +32,9 @@ const (
 	// AlertVaultDatabaseRotationFailed: Vault failed to change a database
 	// password (a static role's rotation or rotate-root).
 	AlertVaultDatabaseRotationFailed = "VaultDatabaseRotationFailed"
+	AlertVaultBreakGlassOpen         = "VaultBreakGlassOpen"
+	AlertVaultConfigDrift            = "VaultConfigDrift"
+	AlertVaultReconcileFailed        = "VaultReconcileFailed"
 )
 
 // Thresholds: the 14 days of certificate and 90% of quota.
@@ -239,6 +242,12 @@ func ruleGroups(s scope) []ruleGroup {
 	}
 	if len(s.DatabaseSecrets) > 0 {
 		groups = append(groups, ruleGroup{Name: "database-credentials", Rules: databaseRules(s)})
+	}
+	if s.ReconcileCronJob != "" {
+		groups = append(groups, ruleGroup{Name: "reconcile", Rules: reconcileRules(s)})
+	}
+	if s.BreakGlass {
+		groups = append(groups, ruleGroup{Name: "break-glass", Rules: breakGlassRules(s)})
 	}
 	return groups
 }

@@ -140,6 +140,14 @@ type ObservabilityArgs struct {
 	DashboardNamespace pulumi.StringInput
 	// ScrapeInterval of Vault and the probe; "" means DefaultScrapeInterval.
 	ScrapeInterval string
+	// ReconcileCronJob is the bootstrap's reconcile CronJob
+	// (bootstrap.ReconcileName); "" means there is none and no alert about
+	// it.
+	ReconcileCronJob string
+	// BreakGlass says the Vault server config opens generate-root to
+	// callers without a token (vault.breakGlass): the VaultBreakGlassOpen
+	// rule exists, and fires, only then.
+	BreakGlass bool
 }
 
 // Observability is the monitoring of the secrets platform.
@@ -181,6 +189,10 @@ type scope struct {
 	UIDPrefix string
 	// DatabaseSecrets are the ExternalSecrets of static roles.
 	DatabaseSecrets []string
+	// BreakGlass adds the break-glass alert.
+	BreakGlass bool
+	// ReconcileCronJob is the reconcile CronJob; "" without one.
+	ReconcileCronJob string
 }
 
 // vaultJob is the job label of Vault's metrics: the Prometheus Operator
@@ -267,6 +279,8 @@ func NewObservability(ctx *pulumi.Context, name string, args *ObservabilityArgs,
 			ProbeJob:         name + "-vault-tls",
 			UIDPrefix:        uidPrefix(name, namespace),
 			DatabaseSecrets:  a.DatabaseExternalSecrets,
+			BreakGlass:       a.BreakGlass,
+			ReconcileCronJob: a.ReconcileCronJob,
 		}
 	})
 	// A map output per body: the spec of each resource waits for the

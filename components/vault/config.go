@@ -1,6 +1,9 @@
 package vault
 
 import (
+	"strconv"
+	"strings"
+
 	"github.com/secrets-platform/secrets-platform/components/kube"
 	"github.com/secrets-platform/secrets-platform/components/validate"
 )
@@ -26,6 +29,14 @@ type Config struct {
 	// Mlock keeps mlock on; rejected, since IPC_LOCK is admitted only by the
 	// privileged Pod Security level (see the README). Default: false.
 	Mlock bool `json:"mlock,omitempty"`
+	// BreakGlass re-opens generate-root to callers without a token, which
+	// Vault 2.x refuses by default, by adding enable_unauthenticated_access
+	// = ["generate-root"] to the server HCL; the rollout replaces the voters
+	// to apply it. Only for the length of a break-glass ceremony
+	// (install-and-init.md, "Break glass on Vault 2.x"): the alert
+	// VaultBreakGlassOpen fires while it is on. Needs a 2.x image.
+	// Default: false.
+	BreakGlass bool `json:"breakGlass,omitempty"`
 	// TLS configures Vault's certificates.
 	TLS TLSConfig `json:"tls"`
 	// Resources are each voter's requests and limits. Default: requests cpu
@@ -137,6 +148,11 @@ func (c Config) Validate(path string) []validate.Problem {
 	p.ChartVersion(key("chartVersion"), c.ChartVersion)
 	p.HTTPSURL(key("chartRepo"), c.ChartRepo)
 	p.PinnedImage(key("image"), c.Image)
+	if c.BreakGlass {
+		if major, ok := imageMajor(c.Image); ok && major < 2 {
+			p.Addf(key("breakGlass"), "true needs Vault 2.x, but %s is %s (%d.x): its generate-root needs no token anyway, and it ignores enable_unauthenticated_access (logged as an unknown field), so the rollout would replace every voter for nothing; set it to false", key("image"), c.Image, major)
+		}
+	}
 	p.DNSLabel(key("serviceAccount"), c.ServiceAccount)
 	c.TLS.validate(&p, key("tls"))
 	p.WorkloadResources(key("resources"), c.Resources)
@@ -168,4 +184,19 @@ func (t TLSConfig) validate(p *validate.Problems, path string) {
 	case t.CAValidityHours <= t.ValidityHours:
 		p.Addf(key("caValidityHours"), "%d must be above %s (%d): the CA must outlive the certificates it signs", t.CAValidityHours, key("validityHours"), t.ValidityHours)
 	}
+}
+
+// imageMajor is the major version in the image's tag ("2" of
+// hashicorp/vault:2.0.4); false when the tag does not start with one.
+func imageMajor(image string) (int, bool) {
+	_, tag, err := kube.SplitImage(image)
+	if err != nil {
+		return 0, false
+	}
+	major, _, found := strings.Cut(strings.TrimPrefix(tag, "v"), ".")
+	if !found {
+		return 0, false
+	}
+	n, err := strconv.Atoi(major)
+	return n, err == nil
 }

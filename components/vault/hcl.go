@@ -58,7 +58,14 @@ type configParams struct {
 	Region   string
 	KMSKeyID string
 	Mlock    bool
+	// BreakGlass opens generate-root to callers without a token.
+	BreakGlass bool
 }
+
+// breakGlassEndpoints are the endpoint groups Vault 2.x serves without a
+// token when listed in enable_unauthenticated_access: generate-root alone,
+// what the break-glass ceremony needs; rekey stays behind a token.
+var breakGlassEndpoints = []string{"generate-root"}
 
 // serverConfig writes the Vault server configuration (HCL) that the chart
 // takes in server.ha.raft.config: TLS on the listener and between Raft
@@ -84,6 +91,16 @@ func serverConfig(p configParams) ([]byte, error) {
 	// config already sets it (vault.config in _helpers.tpl), so it is always
 	// written here, in the form its check looks for.
 	root.SetAttributeValue("disable_mlock", cty.BoolVal(!p.Mlock))
+	if p.BreakGlass {
+		// A top-level setting of Vault 2.x; without it 2.x refuses
+		// sys/generate-root to a caller with no token, and in a break
+		// glass nobody has one (install-and-init.md).
+		vals := make([]cty.Value, len(breakGlassEndpoints))
+		for i, e := range breakGlassEndpoints {
+			vals[i] = cty.StringVal(e)
+		}
+		root.SetAttributeValue("enable_unauthenticated_access", cty.ListVal(vals))
+	}
 
 	root.AppendNewline()
 	listener := root.AppendNewBlock("listener", []string{"tcp"}).Body()

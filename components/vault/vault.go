@@ -160,6 +160,8 @@ func NewHardenedVault(ctx *pulumi.Context, name string, args *HardenedVaultArgs,
 				Region:   region,
 				KMSKeyID: keyID,
 				Mlock:    a.Mlock,
+
+				BreakGlass: a.BreakGlass,
 			})
 			if err != nil {
 				return nil, err
