@@ -116,10 +116,8 @@ func TestDatabaseCredentialsRotateAndReachESO(t *testing.T) {
 
 	c := newCluster(t, r, startTransitSeal(t), clusterOptions{voters: 1})
 	b := newBootstrapRun(t, c)
-	for _, s := range []string{"init", "publish"} {
-		if _, err := b.step(r.bootstrap, s, ""); err != nil {
-			t.Fatalf("bootstrap.sh %s: %v", s, err)
-		}
+	if failed, out := b.untilConfigure(r.bootstrap); failed != "" {
+		t.Fatalf("bootstrap.sh %s failed:\n%s", failed, out)
 	}
 	c.waitUnsealed(c.nodes[0])
 
