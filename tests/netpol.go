@@ -107,7 +107,7 @@ func NetworkPolicies(t testing.TB, resources []recorder.Resource) []networkingv1
 // allowed, otherwise an error that names the side that denies it.
 func (n Network) Allowed(f Flow, d Dataplane) error {
 	if f.Via != nil && (f.Via.Spec.ClusterIP == "" || f.Via.Spec.ClusterIP == corev1.ClusterIPNone) {
-		return fmt.Errorf("Service %s/%s is headless: its clients dial the pods, so the flow has no Via", f.Via.Namespace, f.Via.Name)
+		return fmt.Errorf("the Service %s/%s is headless: its clients dial the pods, so the flow has no Via", f.Via.Namespace, f.Via.Name)
 	}
 	if err := n.egress(f, d); err != nil {
 		return err
@@ -344,7 +344,7 @@ func servicePortFor(svc *corev1.Service, port int32, proto corev1.Protocol, back
 			return sp.Port, nil
 		}
 	}
-	return 0, fmt.Errorf("Service %s/%s has no port that targets %d/%s", svc.Namespace, svc.Name, port, proto)
+	return 0, fmt.Errorf("the Service %s/%s has no port that targets %d/%s", svc.Namespace, svc.Name, port, proto)
 }
 
 // containerPort resolves a policy's port against the pod's container

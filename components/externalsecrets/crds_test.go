@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/secrets-platform/secrets-platform/internal/recorder"
 	"github.com/secrets-platform/secrets-platform/tests"
 )
 
@@ -49,4 +50,14 @@ func TestCustomResourcesValidateAgainstThePinnedCRDs(t *testing.T) {
 			t.Errorf("a store with kvVersion and version v3: problems %q; want one about %q", problems, want)
 		}
 	}
+}
+
+// customResource is a recorded custom resource as the API server gets it.
+func customResource(t *testing.T, r recorder.Resource) map[string]any {
+	t.Helper()
+	obj := map[string]any{}
+	for k, v := range r.Inputs {
+		obj[string(k)] = tests.Plain(v)
+	}
+	return obj
 }

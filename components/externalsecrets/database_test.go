@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/secrets-platform/secrets-platform/components/externalsecrets"
-	"github.com/secrets-platform/secrets-platform/internal/recorder"
 	"github.com/secrets-platform/secrets-platform/tests"
 )
 
@@ -55,14 +54,4 @@ func TestStaticRoleIsReadThroughAVersion1StoreOnTheMount(t *testing.T) {
 	if _, ok := mon.Find(secretStoreType, "eso-database-store"); ok {
 		t.Error("a database store exists without an ExternalSecret of a static role")
 	}
-}
-
-// customResource is a recorded custom resource as the API server gets it.
-func customResource(t *testing.T, r recorder.Resource) map[string]any {
-	t.Helper()
-	obj := map[string]any{}
-	for k, v := range r.Inputs {
-		obj[string(k)] = tests.Plain(v)
-	}
-	return obj
 }

@@ -45,7 +45,7 @@ func TestVaultReachesItsDatabasesOnly(t *testing.T) {
 	cases := []struct {
 		what     string
 		src, dst endpoint
-		port     int
+		port     int32
 		want     bool
 	}{
 		{"vault to the postgres pods", vault, postgres, 5432, true},

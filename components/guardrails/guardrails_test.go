@@ -278,13 +278,13 @@ func address(ip string) endpoint { return endpoint{Name: ip, IP: ip} }
 
 // allowed evaluates the recorded policies with the tests package's flow
 // evaluator, for a direct connection (no Service in between).
-func allowed(t *testing.T, pols map[string]networkingv1.NetworkPolicy, src, dst endpoint, port int, proto corev1.Protocol) bool {
+func allowed(t *testing.T, pols map[string]networkingv1.NetworkPolicy, src, dst endpoint, port int32, proto corev1.Protocol) bool {
 	t.Helper()
 	net := tests.Network{}
 	for _, np := range pols {
 		net.Policies = append(net.Policies, np)
 	}
-	return net.Allowed(tests.Flow{From: src, To: dst, Port: int32(port), Protocol: proto}, tests.PostDNAT) == nil
+	return net.Allowed(tests.Flow{From: src, To: dst, Port: port, Protocol: proto}, tests.PostDNAT) == nil
 }
 
 func TestPlatformFlows(t *testing.T) {
@@ -313,7 +313,7 @@ func TestPlatformFlows(t *testing.T) {
 	cases := []struct {
 		what     string
 		src, dst endpoint
-		port     int
+		port     int32
 		proto    corev1.Protocol
 		want     bool
 	}{

@@ -50,11 +50,11 @@ func (p Principal) String() string {
 type Effect int
 
 const (
-	// NotAllowed: no statement matches (an implicit deny).
+	// NotAllowed is the answer when no statement matches (an implicit deny).
 	NotAllowed Effect = iota
-	// Allowed: an Allow statement matches and no Deny does.
+	// Allowed is the answer when an Allow statement matches and no Deny does.
 	Allowed
-	// Denied: a Deny statement matches.
+	// Denied is the answer when a Deny statement matches.
 	Denied
 )
 

@@ -143,7 +143,7 @@ func parseStatement(text json.RawMessage) (Statement, error) {
 	var s Statement
 	if v, ok := fields["Sid"]; ok {
 		if err := json.Unmarshal(v, &s.Sid); err != nil {
-			return s, fmt.Errorf("Sid: %w", err)
+			return s, fmt.Errorf("statement id (Sid): %w", err)
 		}
 	}
 	if err := json.Unmarshal(fields["Effect"], &s.Effect); err != nil || (s.Effect != "Allow" && s.Effect != "Deny") {
@@ -167,7 +167,7 @@ func parseStatement(text json.RawMessage) (Statement, error) {
 		return s, fmt.Errorf("exactly one of Action and NotAction is required")
 	}
 	if s.Resource != nil && s.NotResource != nil {
-		return s, fmt.Errorf("Resource and NotResource together")
+		return s, fmt.Errorf("a statement with both Resource and NotResource")
 	}
 	if v, ok := fields["Principal"]; ok {
 		p, err := parsePrincipal(v)
