@@ -74,7 +74,7 @@ func serverCertificate(t *testing.T, mon *recorder.Monitor) *x509.Certificate {
 	return ParseCertificate(t, fmt.Sprint(out["certPem"]))
 }
 
-// Issue 12.1: a standby redirects a snapshot request to the active node's
+// A standby redirects a snapshot request to the active node's
 // api_addr, so the job must talk to the active node, and every api_addr a
 // redirect can name must be one the certificate proves.
 func TestSnapshotsReachTheLeaderAndRedirectsStayInTLS(t *testing.T) {
@@ -109,7 +109,7 @@ func TestSnapshotsReachTheLeaderAndRedirectsStayInTLS(t *testing.T) {
 	}
 }
 
-// Issue 12.3: a Prometheus that selects monitors by label must select ESO's
+// A Prometheus that selects monitors by label must select ESO's
 // too, and the chart's dashboard must not land where Grafana never looks.
 func TestExternalSecretsMetricsAreSelectedLikeOurs(t *testing.T) {
 	mon := runStack(t, "production")
@@ -130,7 +130,7 @@ func TestExternalSecretsMetricsAreSelectedLikeOurs(t *testing.T) {
 	}
 }
 
-// Issue 12.4: EKS clusters created since 1.30 have no default StorageClass;
+// EKS clusters created since 1.30 have no default StorageClass;
 // production names one for both of Vault's volumes.
 func TestProductionVolumesNameAStorageClass(t *testing.T) {
 	mon := runStack(t, "production")
@@ -142,7 +142,7 @@ func TestProductionVolumesNameAStorageClass(t *testing.T) {
 	}
 }
 
-// Issue 12.7: the servers and every job that runs the Vault CLI run one
+// The servers and every job that runs the Vault CLI run one
 // Vault version, pinned in the release so a chart bump cannot change it.
 func TestOneVaultVersionForServerAndJobs(t *testing.T) {
 	mon := runStack(t, "production")
@@ -158,7 +158,7 @@ func TestOneVaultVersionForServerAndJobs(t *testing.T) {
 	}
 }
 
-// Issue 12.5: runbooks whose commands would not do what the text says.
+// Runbooks whose commands would not do what the text says.
 // Without --refresh, preview and up compare against the saved state and
 // neither see nor undo a change made outside Pulumi; a Deployment's logs
 // show one replica, perhaps not the leader.

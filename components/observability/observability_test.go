@@ -217,7 +217,7 @@ func allPanels(panels []grafanaPanel) []grafanaPanel {
 	return out
 }
 
-// The alerts issue 7 asks for, with the metric each must read (the names
+// The alerts the platform must have, with the metric each must read (the names
 // documented by Vault's telemetry reference, the blackbox exporter,
 // kube-state-metrics and External Secrets) and, where the issue gives one,
 // its threshold in the expression's units.
@@ -585,7 +585,7 @@ func TestProbeAsksTheBlackboxExporter(t *testing.T) {
 	}
 }
 
-// Panels each dashboard must have (issue 7), by title.
+// Panels each dashboard must have, by title.
 var requiredPanels = map[string][]string{
 	"observability-vault":            {"Seal status", "Leader", "Raft voters healthy", "Raft voters", "Request latency", "Tokens", "Leases", "Certificate expires in"},
 	"observability-secrets-delivery": {"Sync status", "Sync errors", "Time since last sync", "Last successful snapshot", "Snapshot size"},

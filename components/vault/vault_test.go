@@ -107,7 +107,8 @@ func (r result) output(t *testing.T, key string) string {
 	return s
 }
 
-// expectedDNSNames is the list of issue 4 for a release named name.
+// expectedDNSNames are the names the server certificate must cover for a
+// release named name.
 func expectedDNSNames(name, ns string, replicas int) []string {
 	names := []string{
 		name, name + "." + ns, name + "." + ns + ".svc", name + "." + ns + ".svc.cluster.local",
@@ -183,7 +184,7 @@ func TestProductionThreeVoters(t *testing.T) {
 		t.Error("the CA certificate is not a CA certificate")
 	}
 
-	// The server certificate covers every name of issue 4, both usages.
+	// The server certificate covers every expected name, both usages.
 	csr := tests.MustFind(t, mon, typeCertRequest, "vault-server-csr")
 	dns := strs(t, tests.Plain(csr.Inputs["dnsNames"]))
 	for _, want := range expectedDNSNames("vault", "production", 3) {
