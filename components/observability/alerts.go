@@ -85,157 +85,10 @@ const (
 // clashes, which changes nothing here: ESO and its ExternalSecrets share
 // the namespace.
 func ruleGroups(s scope) []ruleGroup {
-	vault := s.vaultSel()
-	interval := s.SnapshotInterval
-	activePod := fmt.Sprintf(`on(pod) (vault_core_active{%s} == 1)`, vault)
 	groups := []ruleGroup{
-		{Name: "vault", Rules: []rule{
-			{
-				Alert:  AlertVaultSealed,
-				Expr:   fmt.Sprintf(`max by (namespace, pod) (vault_core_unsealed{%s}) == 0`, vault),
-				For:    "5m",
-				Labels: labels(severityCritical),
-				Annotations: annotations(s, runbookUnseal, "a-pod-stays-sealed",
-					"Vault pod {{ $labels.pod }} is sealed",
-					"{{ $labels.pod }} in {{ $labels.namespace }} has reported itself sealed for 5 minutes. "+
-						"With AWS KMS auto-unseal a pod unseals seconds after it starts, so the seal cannot reach or use the KMS key, "+
-						"or Vault was never initialised."),
-			},
-			{
-				Alert:  AlertVaultNoActiveLeader,
-				Expr:   fmt.Sprintf(`absent(vault_core_active{%s} == 1)`, vault),
-				For:    "2m",
-				Labels: labels(severityCritical),
-				Annotations: annotations(s, runbookCluster, "no-active-leader",
-					"Vault in "+s.Namespace+" has no active node",
-					"No Vault pod of release "+s.VaultRelease+" has reported itself active for 2 minutes (or none can be scraped): "+
-						"requests fail, External Secrets cannot sync and snapshots cannot be taken."),
-			},
-			{
-				Alert: AlertVaultRaftVotersUnhealthy,
-				// Only the current leader's autopilot view counts.
-				Expr: fmt.Sprintf(`sum(max by (node_id) (vault_autopilot_node_healthy{%s} and %s)) < %d`,
-					vault, activePod, s.VaultReplicas),
-				For:    "10m",
-				Labels: labels(severityWarning),
-				Annotations: annotations(s, runbookCluster, "fewer-healthy-voters-than-configured",
-					"Raft has fewer healthy voters than the "+fmt.Sprint(s.VaultReplicas)+" configured",
-					fmt.Sprintf("Autopilot on the active Vault node has counted {{ $value }} healthy Raft servers out of %d for 10 minutes. "+
-						"The cluster tolerates the loss of %d voter(s) in all; one more loss may cost quorum.",
-						s.VaultReplicas, (s.VaultReplicas-1)/2)),
-			},
-			{
-				Alert: AlertVaultMetricsDown,
-				Expr: fmt.Sprintf(`max by (namespace, pod) (up{%s}) == 0 or absent(up{%s})`,
-					vault, vault),
-				For:    "10m",
-				Labels: labels(severityWarning),
-				Annotations: annotations(s, runbookCluster, "vault-metrics-cannot-be-scraped",
-					"Prometheus cannot scrape Vault's metrics",
-					"Scraping /v1/sys/metrics of {{ with $labels.pod }}{{ . }}{{ else }}every Vault pod{{ end }} over TLS has failed for 10 minutes, "+
-						"or no Vault target exists. The Vault alerts are blind meanwhile."),
-			},
-			{
-				Alert: AlertVaultCertificateExpiring,
-				Expr: fmt.Sprintf(`min by (namespace, instance) (probe_ssl_earliest_cert_expiry{%s}) - time() < %d`,
-					s.probeSel(), certificateWarningDays*86400),
-				For:    "15m",
-				Labels: labels(severityWarning),
-				Annotations: annotations(s, runbookTLS, "certificate-expires-in-under-14-days",
-					"Vault's TLS certificate on {{ $labels.instance }} expires in {{ $value | humanizeDuration }}",
-					fmt.Sprintf("The certificate chain served by {{ $labels.instance }} expires in under %d days. "+
-						"`pulumi up` re-issues the certificate well before that (earlyRenewalHours), so either it has not run since, "+
-						"or the pod still serves the old certificate.", certificateWarningDays)),
-			},
-			{
-				Alert: AlertVaultTLSProbeFailing,
-				Expr: fmt.Sprintf(`max by (namespace, instance) (probe_success{%s}) == 0 or absent(probe_success{%s})`,
-					s.probeSel(), s.probeSel()),
-				For:    "30m",
-				Labels: labels(severityWarning),
-				Annotations: annotations(s, runbookTLS, "the-tls-probe-fails",
-					"The TLS probe of Vault fails",
-					"The blackbox exporter has not completed a TLS handshake with {{ with $labels.instance }}{{ . }}{{ else }}any Vault pod{{ end }} for 30 minutes, "+
-						"or the probe is not scraped at all. Certificate expiry is not watched meanwhile."),
-			},
-		}},
-		{Name: "secrets-delivery", Rules: []rule{
-			{
-				Alert:  AlertVaultSnapshotTooOld,
-				Expr:   snapshotTooOld(s),
-				For:    "15m",
-				Labels: labels(severityCritical),
-				Annotations: annotations(s, runbookBackup, "the-last-snapshot-is-too-old",
-					"No Vault snapshot for more than "+humanDuration(2*interval),
-					fmt.Sprintf("CronJob %s/%s has not completed a snapshot for more than %s, twice its schedule's interval "+
-						"(or never, and it was created longer ago than that). Restoring now would lose everything written since.",
-						s.Namespace, s.CronJob, humanDuration(2*interval))),
-			},
-			{
-				Alert:  AlertVaultSnapshotJobFailed,
-				Expr:   snapshotJobFailed(s),
-				Labels: labels(severityWarning),
-				Annotations: annotations(s, runbookBackup, "a-snapshot-job-failed",
-					"Vault snapshot Job {{ $labels.job_name }} failed",
-					"Job {{ $labels.job_name }} of CronJob "+s.CronJob+" gave up after its retries, and no snapshot has succeeded since it started."),
-			},
-			{
-				Alert:  AlertVaultBootstrapFailed,
-				Expr:   bootstrapFailed(s),
-				Labels: labels(severityCritical),
-				Annotations: annotations(s, runbookInstall, "the-bootstrap-job-failed",
-					"Vault bootstrap Job {{ $labels.job_name }} failed",
-					"Job {{ $labels.namespace }}/{{ $labels.job_name }} could not initialise, configure or confirm the health of Vault: "+
-						"the configuration of this revision is not applied (or a voter is sealed, unreachable or out of Raft), and `pulumi up` failed."),
-			},
-			{
-				Alert: AlertExternalSecretNotSynced,
-				Expr: fmt.Sprintf(`max by (namespace, name) (externalsecret_status_condition{%s,condition="Ready",status="False"}) == 1`,
-					s.nsSel()),
-				// Two refreshes of the seed's 5-minute interval.
-				For:    "10m",
-				Labels: labels(severityWarning),
-				Annotations: annotations(s, runbookSecrets, "an-externalsecret-is-not-synced",
-					"ExternalSecret {{ $labels.name }} is not synced",
-					"ExternalSecret {{ $labels.namespace }}/{{ $labels.name }} has not been Ready for 10 minutes: "+
-						"its Kubernetes Secret keeps the last values it received, and rotated credentials are not delivered."),
-			},
-			{
-				Alert:  AlertExternalSecretsMetricsMissing,
-				Expr:   fmt.Sprintf(`absent(externalsecret_status_condition{%s})`, s.nsSel()),
-				For:    "15m",
-				Labels: labels(severityWarning),
-				Annotations: annotations(s, runbookSecrets, "external-secrets-metrics-are-missing",
-					"No External Secrets metrics from "+s.Namespace,
-					"Prometheus has had no externalsecret_status_condition series from "+s.Namespace+" for 15 minutes: "+
-						"ESO's ServiceMonitors are not scraped (labels, network policy) or ESO is down, "+
-						"and "+AlertExternalSecretNotSynced+" cannot fire meanwhile."),
-			},
-		}},
-		{Name: "namespace", Rules: []rule{
-			{
-				Alert:  AlertNamespaceQuotaNearlyFull,
-				Expr:   quotaNearlyFull(s),
-				For:    "15m",
-				Labels: labels(severityWarning),
-				Annotations: annotations(s, runbookCapacity, "namespace-is-near-its-quota",
-					"{{ $labels.resource }} of quota {{ $labels.resourcequota }} is {{ $value | humanizePercentage }} used",
-					fmt.Sprintf("Namespace {{ $labels.namespace }} uses more than %.0f%% of its ResourceQuota for {{ $labels.resource }}. "+
-						"New pods (a rescheduled Vault voter, a snapshot Job) are rejected once it is full.", quotaWarningRatio*100)),
-			},
-		}},
-	}
-	if s.RolloutJob != "" {
-		groups[0].Rules = append(groups[0].Rules, rule{
-			Alert:  AlertVaultRolloutFailed,
-			Expr:   rolloutFailed(s),
-			Labels: labels(severityCritical),
-			Annotations: annotations(s, runbookUpgrades, "the-rollout-job-failed",
-				"Vault rollout Job {{ $labels.job_name }} failed",
-				"Job {{ $labels.namespace }}/{{ $labels.job_name }} stopped replacing the Vault voters: the cluster was not healthy "+
-					"before it started, the snapshot failed, or a replaced voter did not come back (on the new revision, unsealed, "+
-					"a healthy voter, caught up) in time. The voters may run two revisions, and `pulumi up` failed."),
-		})
+		{Name: "vault", Rules: vaultRules(s)},
+		{Name: "secrets-delivery", Rules: deliveryRules(s)},
+		{Name: "namespace", Rules: namespaceRules(s)},
 	}
 	if s.DrillCronJob != "" {
 		groups = append(groups, ruleGroup{Name: "disaster-recovery", Rules: drillRules(s)})
@@ -250,6 +103,171 @@ func ruleGroups(s scope) []ruleGroup {
 		groups = append(groups, ruleGroup{Name: "break-glass", Rules: breakGlassRules(s)})
 	}
 	return groups
+}
+
+// vaultRules watch the voters: seal, leadership, Raft, scraping, TLS, and
+// the rollout Job when there is one.
+func vaultRules(s scope) []rule {
+	vault := s.vaultSel()
+	activePod := fmt.Sprintf(`on(pod) (vault_core_active{%s} == 1)`, vault)
+	rules := []rule{
+		{
+			Alert:  AlertVaultSealed,
+			Expr:   fmt.Sprintf(`max by (namespace, pod) (vault_core_unsealed{%s}) == 0`, vault),
+			For:    "5m",
+			Labels: labels(severityCritical),
+			Annotations: annotations(s, runbookUnseal, "a-pod-stays-sealed",
+				"Vault pod {{ $labels.pod }} is sealed",
+				"{{ $labels.pod }} in {{ $labels.namespace }} has reported itself sealed for 5 minutes. "+
+					"With AWS KMS auto-unseal a pod unseals seconds after it starts, so the seal cannot reach or use the KMS key, "+
+					"or Vault was never initialised."),
+		},
+		{
+			Alert:  AlertVaultNoActiveLeader,
+			Expr:   fmt.Sprintf(`absent(vault_core_active{%s} == 1)`, vault),
+			For:    "2m",
+			Labels: labels(severityCritical),
+			Annotations: annotations(s, runbookCluster, "no-active-leader",
+				"Vault in "+s.Namespace+" has no active node",
+				"No Vault pod of release "+s.VaultRelease+" has reported itself active for 2 minutes (or none can be scraped): "+
+					"requests fail, External Secrets cannot sync and snapshots cannot be taken."),
+		},
+		{
+			Alert: AlertVaultRaftVotersUnhealthy,
+			// Only the current leader's autopilot view counts.
+			Expr: fmt.Sprintf(`sum(max by (node_id) (vault_autopilot_node_healthy{%s} and %s)) < %d`,
+				vault, activePod, s.VaultReplicas),
+			For:    "10m",
+			Labels: labels(severityWarning),
+			Annotations: annotations(s, runbookCluster, "fewer-healthy-voters-than-configured",
+				"Raft has fewer healthy voters than the "+fmt.Sprint(s.VaultReplicas)+" configured",
+				fmt.Sprintf("Autopilot on the active Vault node has counted {{ $value }} healthy Raft servers out of %d for 10 minutes. "+
+					"The cluster tolerates the loss of %d voter(s) in all; one more loss may cost quorum.",
+					s.VaultReplicas, (s.VaultReplicas-1)/2)),
+		},
+		{
+			Alert: AlertVaultMetricsDown,
+			Expr: fmt.Sprintf(`max by (namespace, pod) (up{%s}) == 0 or absent(up{%s})`,
+				vault, vault),
+			For:    "10m",
+			Labels: labels(severityWarning),
+			Annotations: annotations(s, runbookCluster, "vault-metrics-cannot-be-scraped",
+				"Prometheus cannot scrape Vault's metrics",
+				"Scraping /v1/sys/metrics of {{ with $labels.pod }}{{ . }}{{ else }}every Vault pod{{ end }} over TLS has failed for 10 minutes, "+
+					"or no Vault target exists. The Vault alerts are blind meanwhile."),
+		},
+		{
+			Alert: AlertVaultCertificateExpiring,
+			Expr: fmt.Sprintf(`min by (namespace, instance) (probe_ssl_earliest_cert_expiry{%s}) - time() < %d`,
+				s.probeSel(), certificateWarningDays*86400),
+			For:    "15m",
+			Labels: labels(severityWarning),
+			Annotations: annotations(s, runbookTLS, "certificate-expires-in-under-14-days",
+				"Vault's TLS certificate on {{ $labels.instance }} expires in {{ $value | humanizeDuration }}",
+				fmt.Sprintf("The certificate chain served by {{ $labels.instance }} expires in under %d days. "+
+					"`pulumi up` re-issues the certificate well before that (earlyRenewalHours), so either it has not run since, "+
+					"or the pod still serves the old certificate.", certificateWarningDays)),
+		},
+		{
+			Alert: AlertVaultTLSProbeFailing,
+			Expr: fmt.Sprintf(`max by (namespace, instance) (probe_success{%s}) == 0 or absent(probe_success{%s})`,
+				s.probeSel(), s.probeSel()),
+			For:    "30m",
+			Labels: labels(severityWarning),
+			Annotations: annotations(s, runbookTLS, "the-tls-probe-fails",
+				"The TLS probe of Vault fails",
+				"The blackbox exporter has not completed a TLS handshake with {{ with $labels.instance }}{{ . }}{{ else }}any Vault pod{{ end }} for 30 minutes, "+
+					"or the probe is not scraped at all. Certificate expiry is not watched meanwhile."),
+		},
+	}
+	if s.RolloutJob != "" {
+		rules = append(rules, rule{
+			Alert:  AlertVaultRolloutFailed,
+			Expr:   rolloutFailed(s),
+			Labels: labels(severityCritical),
+			Annotations: annotations(s, runbookUpgrades, "the-rollout-job-failed",
+				"Vault rollout Job {{ $labels.job_name }} failed",
+				"Job {{ $labels.namespace }}/{{ $labels.job_name }} stopped replacing the Vault voters: the cluster was not healthy "+
+					"before it started, the snapshot failed, or a replaced voter did not come back (on the new revision, unsealed, "+
+					"a healthy voter, caught up) in time. The voters may run two revisions, and `pulumi up` failed."),
+		})
+	}
+	return rules
+}
+
+// deliveryRules watch what delivers and keeps secrets: snapshots, the
+// bootstrap Job and ESO's ExternalSecrets.
+func deliveryRules(s scope) []rule {
+	interval := s.SnapshotInterval
+	return []rule{
+		{
+			Alert:  AlertVaultSnapshotTooOld,
+			Expr:   snapshotTooOld(s),
+			For:    "15m",
+			Labels: labels(severityCritical),
+			Annotations: annotations(s, runbookBackup, "the-last-snapshot-is-too-old",
+				"No Vault snapshot for more than "+humanDuration(2*interval),
+				fmt.Sprintf("CronJob %s/%s has not completed a snapshot for more than %s, twice its schedule's interval "+
+					"(or never, and it was created longer ago than that). Restoring now would lose everything written since.",
+					s.Namespace, s.CronJob, humanDuration(2*interval))),
+		},
+		{
+			Alert:  AlertVaultSnapshotJobFailed,
+			Expr:   snapshotJobFailed(s),
+			Labels: labels(severityWarning),
+			Annotations: annotations(s, runbookBackup, "a-snapshot-job-failed",
+				"Vault snapshot Job {{ $labels.job_name }} failed",
+				"Job {{ $labels.job_name }} of CronJob "+s.CronJob+" gave up after its retries, and no snapshot has succeeded since it started."),
+		},
+		{
+			Alert:  AlertVaultBootstrapFailed,
+			Expr:   bootstrapFailed(s),
+			Labels: labels(severityCritical),
+			Annotations: annotations(s, runbookInstall, "the-bootstrap-job-failed",
+				"Vault bootstrap Job {{ $labels.job_name }} failed",
+				"Job {{ $labels.namespace }}/{{ $labels.job_name }} could not initialise, configure or confirm the health of Vault: "+
+					"the configuration of this revision is not applied (or a voter is sealed, unreachable or out of Raft), and `pulumi up` failed."),
+		},
+		{
+			Alert: AlertExternalSecretNotSynced,
+			Expr: fmt.Sprintf(`max by (namespace, name) (externalsecret_status_condition{%s,condition="Ready",status="False"}) == 1`,
+				s.nsSel()),
+			// Two refreshes of the seed's 5-minute interval.
+			For:    "10m",
+			Labels: labels(severityWarning),
+			Annotations: annotations(s, runbookSecrets, "an-externalsecret-is-not-synced",
+				"ExternalSecret {{ $labels.name }} is not synced",
+				"ExternalSecret {{ $labels.namespace }}/{{ $labels.name }} has not been Ready for 10 minutes: "+
+					"its Kubernetes Secret keeps the last values it received, and rotated credentials are not delivered."),
+		},
+		{
+			Alert:  AlertExternalSecretsMetricsMissing,
+			Expr:   fmt.Sprintf(`absent(externalsecret_status_condition{%s})`, s.nsSel()),
+			For:    "15m",
+			Labels: labels(severityWarning),
+			Annotations: annotations(s, runbookSecrets, "external-secrets-metrics-are-missing",
+				"No External Secrets metrics from "+s.Namespace,
+				"Prometheus has had no externalsecret_status_condition series from "+s.Namespace+" for 15 minutes: "+
+					"ESO's ServiceMonitors are not scraped (labels, network policy) or ESO is down, "+
+					"and "+AlertExternalSecretNotSynced+" cannot fire meanwhile."),
+		},
+	}
+}
+
+// namespaceRules watch the namespace's quota.
+func namespaceRules(s scope) []rule {
+	return []rule{
+		{
+			Alert:  AlertNamespaceQuotaNearlyFull,
+			Expr:   quotaNearlyFull(s),
+			For:    "15m",
+			Labels: labels(severityWarning),
+			Annotations: annotations(s, runbookCapacity, "namespace-is-near-its-quota",
+				"{{ $labels.resource }} of quota {{ $labels.resourcequota }} is {{ $value | humanizePercentage }} used",
+				fmt.Sprintf("Namespace {{ $labels.namespace }} uses more than %.0f%% of its ResourceQuota for {{ $labels.resource }}. "+
+					"New pods (a rescheduled Vault voter, a snapshot Job) are rejected once it is full.", quotaWarningRatio*100)),
+		},
+	}
 }
 
 // databaseRules watch the credentials Vault's database engine rotates.
