@@ -339,29 +339,9 @@ func (b *build) newJob(p plan, roleARN, recoveryKey pulumi.StringOutput, publish
 		Containers:                   corev1.ContainerArray{configure},
 		Volumes:                      b.volumes(cm.Metadata.Name()),
 	}
-	timeout := fmt.Sprintf("%ds", a.TimeoutSeconds)
-	job, err := batchv1.NewJob(b.ctx, b.name, &batchv1.JobArgs{
-		Metadata: &metav1.ObjectMetaArgs{
-			Name:      pulumi.String(revision),
-			Namespace: pulumi.String(a.Namespace),
-			Labels:    labels,
-			// A Job that failed is run again by the next `pulumi up`
-			// instead of being awaited forever.
-			Annotations: pulumi.StringMap{"pulumi.com/replaceUnready": pulumi.String("true")},
-		},
-		Spec: &batchv1.JobSpecArgs{
-			// One attempt: a retry would find init done and its output gone.
-			BackoffLimit:          pulumi.Int(0),
-			ActiveDeadlineSeconds: pulumi.Int(a.TimeoutSeconds),
-			// No ttlSecondsAfterFinished: a refresh would find the Job gone
-			// and create it again.
-			Template: &corev1.PodTemplateSpecArgs{
-				Metadata: &metav1.ObjectMetaArgs{Labels: labels},
-				Spec:     pod,
-			},
-		},
-	}, b.parent, pulumi.DependsOn(append([]pulumi.Resource{sa, publishPolicy}, a.DependsOn...)),
-		pulumi.Timeouts(&pulumi.CustomTimeouts{Create: timeout, Update: timeout}))
+	// One attempt: a retry would find init done and its output gone.
+	job, err := kube.NewAwaitedJob(b.ctx, b.name, pulumi.String(revision), a.Namespace, labels, pod, a.TimeoutSeconds,
+		b.parent, pulumi.DependsOn(append([]pulumi.Resource{sa, publishPolicy}, a.DependsOn...)))
 	if err != nil {
 		return nil, fmt.Errorf("creating bootstrap Job: %w", err)
 	}

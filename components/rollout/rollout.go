@@ -318,28 +318,11 @@ func (b *build) newJob(sa *corev1.ServiceAccount, binding *rbacv1.RoleBinding) (
 			}},
 		},
 	}
-	timeout := fmt.Sprintf("%ds", a.TimeoutSeconds)
-	job, err := batchv1.NewJob(b.ctx, b.name, &batchv1.JobArgs{
-		Metadata: &metav1.ObjectMetaArgs{
-			Name:      name,
-			Namespace: pulumi.String(a.Namespace),
-			Labels:    labels,
-			// A Job that failed is run again by the next `pulumi up`, which
-			// continues where it stopped.
-			Annotations: pulumi.StringMap{"pulumi.com/replaceUnready": pulumi.String("true")},
-		},
-		Spec: &batchv1.JobSpecArgs{
-			// One attempt: a failure needs a person (upgrades.md) before
-			// another voter is touched.
-			BackoffLimit:          pulumi.Int(0),
-			ActiveDeadlineSeconds: pulumi.Int(a.TimeoutSeconds),
-			Template: &corev1.PodTemplateSpecArgs{
-				Metadata: &metav1.ObjectMetaArgs{Labels: labels},
-				Spec:     pod,
-			},
-		},
-	}, b.parent, pulumi.DependsOn(append([]pulumi.Resource{sa, binding, cm}, a.DependsOn...)),
-		pulumi.Timeouts(&pulumi.CustomTimeouts{Create: timeout, Update: timeout}))
+	// A failed Job is run again by the next `pulumi up`, which continues
+	// where it stopped; one attempt, since a failure needs a person
+	// (upgrades.md) before another voter is touched.
+	job, err := kube.NewAwaitedJob(b.ctx, b.name, name, a.Namespace, labels, pod, a.TimeoutSeconds,
+		b.parent, pulumi.DependsOn(append([]pulumi.Resource{sa, binding, cm}, a.DependsOn...)))
 	if err != nil {
 		return nil, fmt.Errorf("creating rollout Job: %w", err)
 	}
