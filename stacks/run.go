@@ -158,6 +158,7 @@ func (p *Platform) Outputs() map[string]pulumi.Output {
 		"recoveryReplicaKeyArn": p.Bootstrap.RecoveryReplicaKeyARN,
 		"secretStore":           p.ExternalSecrets.StoreName,
 		"externalSecrets":       p.ExternalSecrets.ExternalSecretNames,
+		"vaultLogin":            p.Bootstrap.LoginCommands,
 	}
 }
 

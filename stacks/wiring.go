@@ -199,6 +199,7 @@ func bootstrapArgs(ctx *pulumi.Context, cfg *Config, v *vault.HardenedVault, b *
 		ReconcilePodLabels: reconcilePodLabels,
 		AccountID:          cfg.Unseal.AccountID,
 		Region:             cfg.Region,
+		LoginServerID:      loginServerID(cfg),
 		OIDCProviderARN:    cfg.Kubernetes.OIDCProviderARN,
 		OIDCIssuer:         cfg.Kubernetes.OIDCIssuer,
 		Bucket:             b.BucketName,
@@ -215,6 +216,10 @@ func bootstrapArgs(ctx *pulumi.Context, cfg *Config, v *vault.HardenedVault, b *
 	}
 	return args
 }
+
+// loginServerID is the server ID AWS logins sign: the Vault Service's
+// name in the cluster, which its certificate covers.
+func loginServerID(cfg *Config) string { return vaultRelease + "." + cfg.Namespace + ".svc" }
 
 // vaultSetup is Vault's side of the clients the stack configures: ESO may
 // read exactly the paths of its ExternalSecrets, the snapshot job may save

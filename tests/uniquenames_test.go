@@ -72,7 +72,7 @@ func TestTwoCopiesInOneNamespaceDoNotCollide(t *testing.T) {
 				AWSCLIImage: backupConfig.AWSCLIImage, AuditFile: vault.AuditLogFile,
 				PodLabels:          map[string]string{"app.kubernetes.io/instance": name + "-bootstrap"},
 				ReconcilePodLabels: map[string]string{"app.kubernetes.io/instance": name + "-reconcile"},
-				AccountID:          recorder.MockAccountID, Region: "eu-west-1",
+				AccountID:          recorder.MockAccountID, Region: "eu-west-1", LoginServerID: name + ".production.svc",
 				OIDCProviderARN: "arn:aws:iam::" + recorder.MockAccountID + ":oidc-provider/oidc.example/id/X",
 				OIDCIssuer:      "https://oidc.example/id/X",
 				Bucket:          b.BucketName, BucketARN: b.BucketARN, BucketKeyARN: b.KMSKeyARN, InitPrefix: backup.InitPrefix,

@@ -95,9 +95,12 @@ type VaultBootstrapArgs struct {
 	// policies: they reach Vault and nothing else (required).
 	ReconcilePodLabels map[string]string
 	// AccountID, Region, OIDCProviderARN and OIDCIssuer: where the
-	// recovery key and the publishing role live, and who may assume it
-	// (required).
+	// recovery key and the publishing role live, and who may assume it;
+	// Region is the STS region of AWS logins too (required).
 	AccountID, Region, OIDCProviderARN, OIDCIssuer string
+	// LoginServerID is the server ID every AWS login signs (AWSLogin):
+	// the name clients know Vault by (required).
+	LoginServerID string
 	// Bucket, BucketARN and BucketKeyARN are the backup bucket the init
 	// object goes to, and its key (required).
 	Bucket, BucketARN, BucketKeyARN pulumi.StringInput
@@ -135,6 +138,9 @@ type VaultBootstrap struct {
 	RoleARN pulumi.StringOutput
 	// ReconcileCronJobName is the reconcile CronJob's name, <name>-reconcile.
 	ReconcileCronJobName pulumi.StringOutput
+	// LoginCommands are the `vault login -method=aws` commands of the
+	// access levels Config.Access binds, by level.
+	LoginCommands pulumi.StringMapOutput
 }
 
 // NewVaultBootstrap validates args, renders the Vault-side configuration,
@@ -149,9 +155,11 @@ func NewVaultBootstrap(ctx *pulumi.Context, name string, args *VaultBootstrapArg
 	if host == "" {
 		host = "https://kubernetes.default.svc"
 	}
+	login := AWSLogin{Region: a.Region, ServerID: a.LoginServerID}
 	p, err := newPlan(planInput{
 		Config: a.Config, Setup: a.Setup, Namespace: a.Namespace, Voters: a.Voters,
 		AuditFile: a.AuditFile, KubernetesHost: host,
+		Login: login,
 	})
 	if err != nil {
 		return nil, err
@@ -195,12 +203,18 @@ func NewVaultBootstrap(ctx *pulumi.Context, name string, args *VaultBootstrapArg
 	comp.RecoveryKeyARN = recoveryKey
 	comp.RecoveryReplicaKeyARN = replicaKey
 	comp.RoleARN = role.Arn
+	commands := map[string]string{}
+	for level := range a.Access {
+		commands[level] = a.LoginCommand(login, level)
+	}
+	comp.LoginCommands = pulumi.ToStringMap(commands).ToStringMapOutput()
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{
 		"jobName":               comp.JobName,
 		"recoveryKeyArn":        comp.RecoveryKeyARN,
 		"recoveryReplicaKeyArn": comp.RecoveryReplicaKeyARN,
 		"roleArn":               comp.RoleARN,
 		"reconcileCronJobName":  comp.ReconcileCronJobName,
+		"loginCommands":         comp.LoginCommands,
 	}); err != nil {
 		return nil, fmt.Errorf("registering %s outputs: %w", TypeToken, err)
 	}
@@ -461,6 +475,7 @@ func check(name string, args *VaultBootstrapArgs) error {
 	}
 	problems.NonEmpty("AccountID", args.AccountID)
 	problems.NonEmpty("Region", args.Region)
+	problems.NonEmpty("LoginServerID", args.LoginServerID)
 	problems.NonEmpty("OIDCProviderARN", args.OIDCProviderARN)
 	problems.NonEmpty("OIDCIssuer", args.OIDCIssuer)
 	problems.Required("VaultAddress", args.VaultAddress)

@@ -299,43 +299,70 @@ enable_kv() {
 # write_client writes the policy (if it has one of its own) and the
 # Kubernetes-auth role called $1 where they differ from the config.
 write_client() {
-  if [ -f "$CONFIG_DIR/policy-$1.hcl" ]; then
-    if ! current=$(vault policy read "$1" 2>/dev/null); then
-      was="missing"
-    elif [ "$current" != "$(cat "$CONFIG_DIR/policy-$1.hcl")" ]; then
-      paths=$(echo "$current" | sed -n 's/^path "\([^"]*\)".*/\1/p' | tr '\n' ' ')
-      was="edited (paths: ${paths% })"
-    else
-      was=""
-    fi
-    if [ -n "$was" ]; then
-      vault policy write "$1" "$CONFIG_DIR/policy-$1.hcl" >/dev/null
-      corrected "policy $1" "$was"
-    fi
-  fi
-  # Each argument is one value; Vault shows a list of one as [value].
+  [ ! -f "$CONFIG_DIR/policy-$1.hcl" ] || write_policy "$1"
+  write_role "$AUTH_MOUNT" "$1" "$CONFIG_DIR/role-$1.args"
+}
+
+# same_value succeeds when $1, a field as `vault read -field` prints it, is
+# $2, its value in the config: Vault prints a list as [a b], the config
+# writes it a,b.
+same_value() {
+  [ "$1" = "$2" ] || [ "$1" = "[$(echo "$2" | tr ',' ' ')]" ]
+}
+
+# write_role writes role $2 of the auth method at $1 where it differs from
+# the arguments in file $3 (one key=value a line, none with a space).
+write_role() {
   was=""
-  if vault read "auth/$AUTH_MOUNT/role/$1" >/dev/null 2>&1; then
+  if vault read "auth/$1/role/$2" >/dev/null 2>&1; then
     while IFS='=' read -r key want; do
-      got=$(vault read -field="$key" "auth/$AUTH_MOUNT/role/$1" </dev/null 2>/dev/null || true)
-      [ "$got" = "$want" ] || [ "$got" = "[$want]" ] || was="$was $key=$got"
-    done <"$CONFIG_DIR/role-$1.args"
+      got=$(vault read -field="$key" "auth/$1/role/$2" </dev/null 2>/dev/null || true)
+      same_value "$got" "$want" || was="$was $key=$got"
+    done <"$3"
   else
     was=" missing"
   fi
   if [ -n "$was" ]; then
-    xargs vault write "auth/$AUTH_MOUNT/role/$1" <"$CONFIG_DIR/role-$1.args" >/dev/null
-    corrected "role $1" "${was# }"
+    xargs vault write "auth/$1/role/$2" <"$3" >/dev/null
+    corrected "role $2" "${was# }"
   fi
 }
 
-# write_policy writes the policy called $1, which another client's role
-# carries (a policy per ExternalSecret of a database role).
+# setup_aws_auth applies the access levels (components/bootstrap/access.go):
+# the AWS auth method, pointed at the regional STS endpoint and requiring
+# the server ID header in every signed login, and a role per level. With
+# no level left, the method stays and its roles go (prune).
+setup_aws_auth() {
+  set -- "$CONFIG_DIR"/aws-role-*.args
+  [ -f "$1" ] || return 0
+  mount=${AWS_AUTH_MOUNT:?}
+  if ! vault read "sys/auth/$mount" >/dev/null 2>&1; then
+    vault auth enable -path="$mount" aws >/dev/null
+    corrected "auth method $mount/" "not enabled"
+  fi
+  was=""
+  for kv in sts_endpoint="${AWS_STS_ENDPOINT:?}" sts_region="${AWS_STS_REGION:?}" iam_server_id_header_value="${AWS_AUTH_SERVER_ID:?}"; do
+    got=$(vault read -field="${kv%%=*}" "auth/$mount/config/client" 2>/dev/null || true)
+    [ "$got" = "${kv#*=}" ] || was="$was ${kv%%=*}=${got:-unset}"
+  done
+  if [ -n "$was" ]; then
+    vault write "auth/$mount/config/client" sts_endpoint="$AWS_STS_ENDPOINT" sts_region="$AWS_STS_REGION" \
+      iam_server_id_header_value="$AWS_AUTH_SERVER_ID" >/dev/null
+    corrected "auth/$mount/config/client" "${was# }"
+  fi
+  for f in "$@"; do
+    name=${f##*/aws-role-}
+    write_role "$mount" "${name%.args}" "$f"
+  done
+}
+
+# write_policy writes the policy called $1 where it differs from the config.
 write_policy() {
   if ! current=$(vault policy read "$1" 2>/dev/null); then
     was="missing"
   elif [ "$current" != "$(cat "$CONFIG_DIR/policy-$1.hcl")" ]; then
-    was="edited"
+    paths=$(echo "$current" | sed -n 's/^path "\([^"]*\)".*/\1/p' | tr '\n' ' ')
+    was="edited (paths: ${paths% })"
   else
     return 0
   fi
@@ -477,11 +504,16 @@ configure_databases() {
 
 # prune removes the roles and policies with the prefix that left the config.
 prune() {
-  roles=$(vault list -format=json "auth/$AUTH_MOUNT/role" 2>/dev/null | sed -n 's/^ *"\([^"]*\)",\{0,1\}$/\1/p')
-  for r in $roles; do
+  for r in $(list_names "auth/$AUTH_MOUNT/role"); do
     case $r in "$NAME_PREFIX"*) ;; *) continue ;; esac
     [ -f "$CONFIG_DIR/role-$r.args" ] && continue
     vault delete "auth/$AUTH_MOUNT/role/$r" >/dev/null
+    corrected "role $r removed" "not in the config"
+  done
+  for r in $(list_names "auth/${AWS_AUTH_MOUNT:?}/role"); do
+    case $r in "$NAME_PREFIX"*) ;; *) continue ;; esac
+    [ -f "$CONFIG_DIR/aws-role-$r.args" ] && continue
+    vault delete "auth/$AWS_AUTH_MOUNT/role/$r" >/dev/null
     corrected "role $r removed" "not in the config"
   done
   for p in $(vault policy list); do
@@ -584,6 +616,7 @@ apply() {
     name=${f##*/role-}
     write_client "${name%.args}"
   done
+  setup_aws_auth
   configure_databases
   prune
 }

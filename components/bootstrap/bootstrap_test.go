@@ -56,6 +56,7 @@ func args() *bootstrap.VaultBootstrapArgs {
 		ReconcilePodLabels: map[string]string{"app.kubernetes.io/name": "vault-reconcile"},
 		AccountID:          "111122223333",
 		Region:             "eu-west-1",
+		LoginServerID:      "vault.prod.svc",
 		OIDCProviderARN:    "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/X",
 		OIDCIssuer:         "https://oidc.eks.eu-west-1.amazonaws.com/id/X",
 		Bucket:             pulumi.String("backups"),

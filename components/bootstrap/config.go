@@ -81,6 +81,16 @@ type Config struct {
 	// revision's configuration again as the configurator, correcting and
 	// logging drift (UTC, cron). Default: */15 * * * *.
 	ReconcileSchedule string `json:"reconcileSchedule,omitempty"`
+	// Access binds Vault's access levels (operator, admin) to the IAM roles
+	// whose sessions may log in at that level with `vault login
+	// -method=aws`: a list of role ARNs without their path per level, such
+	// as arn:aws:iam::111122223333:role/platform-oncall. What each level
+	// may do is in docs/runbooks/README.md, "Who can do what".
+	// Default: none (nobody logs in with AWS).
+	Access map[string][]string `json:"access,omitempty"`
+	// AccessTokenTTL is the lifetime of the tokens of an AWS login (a Go
+	// duration, 5m to 1h); they cannot be renewed past it. Default: 15m.
+	AccessTokenTTL string `json:"accessTokenTtl,omitempty"`
 }
 
 // The Job's time: its steps wait for Vault three times, each up to
@@ -132,6 +142,7 @@ func DefaultConfig() Config {
 		ServiceAccount:        "vault-bootstrap",
 		KeyDeletionWindowDays: 30,
 		ReconcileSchedule:     "*/15 * * * *",
+		AccessTokenTTL:        "15m",
 		Resources: kube.Resources{
 			Requests: map[string]string{"cpu": "50m", "memory": "64Mi"},
 			Limits:   map[string]string{"cpu": "200m", "memory": "128Mi"},
@@ -194,6 +205,7 @@ func (c Config) Validate(path string) []validate.Problem {
 	if _, err := cron.ParseStandard(c.ReconcileSchedule); err != nil {
 		p.Addf(key("reconcileSchedule"), "%q is not a cron schedule (%v); for example \"*/15 * * * *\"", c.ReconcileSchedule, err)
 	}
+	c.validateAccess(&p, key)
 	if c.KeyDeletionWindowDays < 7 || c.KeyDeletionWindowDays > 30 {
 		p.Addf(key("keyDeletionWindowDays"), "%d is outside 7..30, the window AWS KMS allows", c.KeyDeletionWindowDays)
 	}

@@ -106,6 +106,8 @@ type planInput struct {
 	AuditFile string
 	// KubernetesHost is the API server address Vault reviews tokens with.
 	KubernetesHost string
+	// Login is where the AWS auth method checks logins.
+	Login AWSLogin
 }
 
 // Voter is one Vault server the gate checks.
@@ -183,6 +185,16 @@ func newPlan(in planInput) (plan, error) {
 		}
 		files[roleFile+c.Name+".args"] = roleArgs(c, roleTTL)
 	}
+	access, err := accessRoles(in.Config, in.Setup)
+	if err != nil {
+		return plan{}, err
+	}
+	for _, r := range access {
+		if err := addPolicy(r.policy); err != nil {
+			return plan{}, err
+		}
+		files[awsRoleFile+r.policy.Name+".args"] = r.args
+	}
 	for i, key := range in.PGPKeys {
 		files[fmt.Sprintf("%s%d.key", pgpKeyPrefix, i)] = key
 	}
@@ -211,6 +223,10 @@ func newPlan(in planInput) (plan, error) {
 		"DATABASE_MOUNT":      in.DatabaseMount(),
 		"DATABASES":           strings.Join(dbNames, " "),
 		"INTAKE_PREFIX":       in.IntakeRole(),
+		"AWS_AUTH_MOUNT":      AWSAuthMount,
+		"AWS_STS_ENDPOINT":    in.Login.STSEndpoint(),
+		"AWS_STS_REGION":      in.Login.Region,
+		"AWS_AUTH_SERVER_ID":  in.Login.ServerID,
 	}
 	return plan{Files: files, Settings: settings}, nil
 }
@@ -223,7 +239,7 @@ func (p plan) hash() string {
 }
 
 // configuratorRules are what the bootstrap itself may do once root is
-// revoked: manage the names with its prefix, the auth method and the KV
+// revoked: manage the names with its prefix, the auth methods and the KV
 // mount it configures, and read the health of Raft. Vault requires sudo to
 // list and enable audit devices and to enable auth methods.
 func configuratorRules(prefix string, s VaultSetup) []Rule {
@@ -240,6 +256,12 @@ func configuratorRules(prefix string, s VaultSetup) []Rule {
 		{Path: "sys/policies/acl", Capabilities: []string{"list"}},
 		{Path: "sys/policies/acl/" + prefix + "*", Capabilities: []string{"create", "read", "update", "delete"}},
 		{Path: "sys/storage/raft/autopilot/state", Capabilities: []string{"read"}},
+		// The AWS auth method of the access levels: also without any, to
+		// remove the roles of levels that left the config.
+		{Path: "sys/auth/" + AWSAuthMount, Capabilities: []string{"create", "read", "update", "sudo"}},
+		{Path: "auth/" + AWSAuthMount + "/config/client", Capabilities: []string{"create", "read", "update"}},
+		{Path: "auth/" + AWSAuthMount + "/role", Capabilities: []string{"list"}},
+		{Path: "auth/" + AWSAuthMount + "/role/" + prefix + "*", Capabilities: []string{"create", "read", "update", "delete"}},
 	}
 }
 
