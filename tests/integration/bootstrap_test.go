@@ -254,10 +254,13 @@ func vaultState(t *testing.T, v cli, prefix string) string {
 			read("sys/policies/acl/" + p)
 		}
 	}
-	var roles []string
-	v.mustJSON(t, &roles, "list", "-format=json", "auth/kubernetes/role")
-	for _, r := range roles {
-		read("auth/kubernetes/role/" + r)
+	read("auth/aws/config/client")
+	for _, mount := range []string{"kubernetes", "aws"} {
+		var roles []string
+		v.mustJSON(t, &roles, "list", "-format=json", "auth/"+mount+"/role")
+		for _, r := range roles {
+			read("auth/" + mount + "/role/" + r)
+		}
 	}
 	return b.String()
 }

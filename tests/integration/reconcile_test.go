@@ -54,6 +54,24 @@ func reconcileJobOf(t *testing.T, mon *recorder.Monitor) bootstrapJob {
 	return bootstrapJob{}
 }
 
+// configuratorByHand initialises c and creates the configurator identity
+// from the bootstrap Job's own files, as install-and-init.md's manual init
+// does; it returns a CLI with the root token.
+func configuratorByHand(t *testing.T, c *cluster, r *rendered, b *bootstrapRun) cli {
+	t.Helper()
+	c.bootstrap()
+	root := c.cli(c.leader(), c.rootToken)
+	role, files := bootstrap.DefaultConfig().ConfiguratorRole(), r.bootstrap.files
+	root.must(t, "auth", "enable", "-path=kubernetes", "kubernetes")
+	root.must(t, "write", "auth/kubernetes/config", "kubernetes_host="+b.reviewer.url(),
+		"kubernetes_ca_cert=@"+b.reviewer.caFile, "token_reviewer_jwt="+b.reviewer.reviewerToken)
+	if _, err := root.run(files["policy-"+role+".hcl"], "policy", "write", role, "-"); err != nil {
+		t.Fatal(err)
+	}
+	root.must(t, append([]string{"write", "auth/kubernetes/role/" + role}, strings.Fields(files["role-"+role+".args"])...)...)
+	return root
+}
+
 // driftLines are the "drift corrected" lines of a step's output.
 func driftLines(out string) []string {
 	var lines []string
@@ -81,18 +99,10 @@ func TestReconcileCorrectsAndReportsDrift(t *testing.T) {
 	b := newBootstrapRun(t, c)
 
 	// Initialised by hand, the configurator identity created from the
-	// Job's own files (install-and-init.md), then the Job's configure.
-	c.bootstrap()
-	root := c.cli(c.leader(), c.rootToken)
-	prefix, files := bootstrap.DefaultConfig().NamePrefix, r.bootstrap.files
+	// Job's own files, then the Job's configure.
+	root := configuratorByHand(t, c, r, b)
+	prefix := bootstrap.DefaultConfig().NamePrefix
 	role := prefix + bootstrap.ConfiguratorName
-	root.must(t, "auth", "enable", "-path=kubernetes", "kubernetes")
-	root.must(t, "write", "auth/kubernetes/config", "kubernetes_host="+b.reviewer.url(),
-		"kubernetes_ca_cert=@"+b.reviewer.caFile, "token_reviewer_jwt="+b.reviewer.reviewerToken)
-	if _, err := root.run(files["policy-"+role+".hcl"], "policy", "write", role, "-"); err != nil {
-		t.Fatal(err)
-	}
-	root.must(t, append([]string{"write", "auth/kubernetes/role/" + role}, strings.Fields(files["role-"+role+".args"])...)...)
 	if _, err := b.step(r.bootstrap, "configure", c.leader().url()); err != nil {
 		t.Fatalf("configure: %v", err)
 	}
