@@ -123,8 +123,9 @@ func (c *Config) validateAWSEgress(p *validate.Problems) {
 }
 
 // validateVaultClients relates the Vault identities of ESO and the snapshot
-// job to the bootstrap that creates them: one Kubernetes auth method, and
-// role names the bootstrap recognises as its own (it removes only those).
+// job to the bootstrap that creates them: one Kubernetes auth method, not
+// at the AWS auth method's path, and role names the bootstrap recognises as
+// its own (it removes only those) that are not an access level's.
 func (c *Config) validateVaultClients(p *validate.Problems) {
 	prefix := c.Bootstrap.NamePrefix
 	for _, r := range []struct{ key, role string }{
@@ -135,6 +136,14 @@ func (c *Config) validateVaultClients(p *validate.Problems) {
 		if !strings.HasPrefix(r.role, prefix) {
 			p.Addf(r.key, "%q must start with bootstrap.namePrefix (%q): the bootstrap creates this role and manages only names with its prefix", r.role, prefix)
 		}
+		for _, level := range bootstrap.AccessLevels {
+			if r.role == c.Bootstrap.AccessRole(level) {
+				p.Addf(r.key, "%q is the policy of the %s access level (bootstrap.access); name the client's role otherwise", r.role, level)
+			}
+		}
+	}
+	if c.ExternalSecrets.Store.AuthMount == bootstrap.AWSAuthMount {
+		p.Addf("externalSecrets.store.authMount", "%q is where the bootstrap mounts the AWS auth method people log in with (bootstrap.access); mount the Kubernetes auth method at another path, such as kubernetes", bootstrap.AWSAuthMount)
 	}
 	if c.Backup.VaultRole == c.ExternalSecrets.Store.Role {
 		p.Addf("backup.vaultRole", "%q is also externalSecrets.store.role; each client needs its own role and policy", c.Backup.VaultRole)

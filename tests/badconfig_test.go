@@ -132,6 +132,19 @@ func TestBadConfigFailsBeforeAnythingIsCreated(t *testing.T) {
 		{"client role without the prefix", with("externalSecrets", func(e map[string]any) {
 			e["store"].(map[string]any)["role"] = "external-secrets"
 		}), `externalSecrets.store.role: "external-secrets" must start with bootstrap.namePrefix ("secrets-platform-")`},
+		{"unknown access level", map[string]any{ns + "bootstrap": map[string]any{"access": map[string]any{"readonly": []any{"arn:aws:iam::111122223333:role/auditors"}}}},
+			`bootstrap.access.readonly: unknown access level "readonly"; the levels are operator, admin`},
+		{"access level bound to a user", map[string]any{ns + "bootstrap": map[string]any{"access": map[string]any{"operator": []any{"arn:aws:iam::111122223333:user/alice"}}}},
+			`bootstrap.access.operator[0]: "arn:aws:iam::111122223333:user/alice" is not an IAM role ARN such as arn:aws:iam::111122223333:role/platform-oncall`},
+		{"access level bound to nobody", map[string]any{ns + "bootstrap": map[string]any{"access": map[string]any{"admin": []any{}}}},
+			"bootstrap.access.admin: no IAM role ARNs: give at least one, or remove the level"},
+		{"client role named like an access level", with("rollout", func(r map[string]any) { r["vaultRole"] = "secrets-platform-admin" }),
+			`rollout.vaultRole: "secrets-platform-admin" is the policy of the admin access level (bootstrap.access)`},
+		{"Kubernetes auth at the AWS auth path", func() map[string]any {
+			o := with("externalSecrets", func(e map[string]any) { e["store"].(map[string]any)["authMount"] = "aws" })
+			o[ns+"backup"] = map[string]any{"vaultAuthMount": "aws"}
+			return o
+		}(), `externalSecrets.store.authMount: "aws" is where the bootstrap mounts the AWS auth method people log in with`},
 		{"two auth mounts", map[string]any{ns + "backup": map[string]any{"vaultAuthMount": "k8s"}},
 			`backup.vaultAuthMount: "k8s" differs from externalSecrets.store.authMount ("kubernetes")`},
 		{"dr.region is the primary region", map[string]any{ns + "dr": map[string]any{"region": "eu-west-1"}},

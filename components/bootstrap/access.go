@@ -218,7 +218,8 @@ func levelRules(c Config, s VaultSetup, level string) []Rule {
 var capabilityOrder = []string{"create", "read", "update", "patch", "delete", "list", "sudo"}
 
 // mergeRules joins rule lists into one policy's: one rule per path, in
-// the order paths first appear, with every capability any list grants it.
+// the order paths first appear, with every capability any list grants it
+// (only capabilityOrder's: the levels deny nothing).
 func mergeRules(lists ...[]Rule) []Rule {
 	var paths []string
 	granted := map[string][]string{}

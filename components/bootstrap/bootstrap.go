@@ -460,6 +460,9 @@ func check(name string, args *VaultBootstrapArgs) error {
 	}
 	problems.NonEmpty("Setup.KVMount", args.Setup.KVMount)
 	problems.NonEmpty("Setup.AuthMount", args.Setup.AuthMount)
+	if args.Setup.AuthMount == AWSAuthMount {
+		problems.Addf("Setup.AuthMount", "%q is the AWS auth method's path (the access levels); mount the Kubernetes auth method elsewhere", AWSAuthMount)
+	}
 	problems = append(problems, ValidateDatabases("Setup.Databases", args.Setup.Databases)...)
 	if len(args.Setup.Databases) > 0 && args.TimeoutSeconds > args.GateTimeoutSeconds && args.TimeoutSeconds <= 2*args.GateTimeoutSeconds {
 		problems.Addf(name+".timeoutSeconds", "%d must exceed twice gateTimeoutSeconds (%d) with databases: the Job may wait that long for a database's one-time admin password, and as long again for the gate", args.TimeoutSeconds, args.GateTimeoutSeconds)
