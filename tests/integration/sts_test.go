@@ -93,6 +93,15 @@ type stsError struct {
 	Message string   `xml:"Error>Message"`
 }
 
+// callerIdentity is GetCallerIdentity's answer.
+type callerIdentity struct {
+	XMLName   xml.Name `xml:"https://sts.amazonaws.com/doc/2011-06-15/ GetCallerIdentityResponse"`
+	Arn       string   `xml:"GetCallerIdentityResult>Arn"`
+	UserID    string   `xml:"GetCallerIdentityResult>UserId"`
+	Account   string   `xml:"GetCallerIdentityResult>Account"`
+	RequestID string   `xml:"ResponseMetadata>RequestId"`
+}
+
 func (s *stsStandIn) serve(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Content-Type", "text/xml")
 	id, code, err := s.authenticate(req)
@@ -102,15 +111,9 @@ func (s *stsStandIn) serve(w http.ResponseWriter, req *http.Request) {
 		_ = xml.NewEncoder(w).Encode(stsError{Type: "Sender", Code: code, Message: err.Error()})
 		return
 	}
-	fmt.Fprintf(w, `<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
-  <GetCallerIdentityResult>
-    <Arn>%s</Arn>
-    <UserId>%s:%s</UserId>
-    <Account>%s</Account>
-  </GetCallerIdentityResult>
-  <ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata>
-</GetCallerIdentityResponse>
-`, id.sessionARN(), id.roleID, id.session, id.account, randomHex(s.t, 8))
+	_ = xml.NewEncoder(w).Encode(callerIdentity{
+		Arn: id.sessionARN(), UserID: id.roleID + ":" + id.session, Account: id.account, RequestID: randomHex(s.t, 8),
+	})
 }
 
 // authenticate checks the request as STS would and returns whose session
@@ -152,11 +155,7 @@ func (s *stsStandIn) authenticate(req *http.Request) (awsIdentity, string, error
 	// prescribes for every service but S3 (Vault forwards "/" as "//").
 	uri := *req.URL
 	uri.Scheme, uri.Host, uri.Path, uri.RawPath = "https", host, path.Clean("/"+req.URL.Path), ""
-	again, err := http.NewRequest(req.Method, uri.String(), bytes.NewReader(body))
-	if err != nil {
-		return awsIdentity{}, "InvalidRequest", err
-	}
-	again.ContentLength = int64(len(body))
+	again := httptest.NewRequest(req.Method, uri.String(), bytes.NewReader(body)) // signed, never sent
 	for _, h := range strings.Split(between(auth, "SignedHeaders=", ","), ";") {
 		switch h {
 		case "host", "content-length":
