@@ -23,7 +23,7 @@ vault:
 # Real Vault processes on loopback against the rendered HCL, certificates and
 # scripts (tests/integration, build tag integration).
 integration: vault
-	go test -tags integration -count=1 ./tests/integration/...
+	go test -tags integration -count=1 -parallel 4 ./tests/integration/...
 
 render:
 	go run ./cmd/render --stack $(STACK) --out $(OUT)
