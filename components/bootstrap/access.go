@@ -114,6 +114,12 @@ func (c Config) LoginCommand(l AWSLogin, level string) string {
 		l.Region, l.ServerID, c.AccessRole(level))
 }
 
+// loginMetadata are the AWS auth method's token metadata (its
+// iam_metadata): Vault's defaults and the session's ARN, so that the audit
+// log names the person (the session) behind every request, not only the
+// role.
+var loginMetadata = []string{"account_id", "auth_type", "client_arn"}
+
 // awsRoleFile prefixes the arguments of an AWS-auth role in the plan:
 // aws-role-<name>.args.
 const awsRoleFile = "aws-role-"
@@ -180,6 +186,7 @@ func levelRules(c Config, s VaultSetup, level string) []Rule {
 		{Path: "auth/" + s.AuthMount + "/role", Capabilities: list},
 		{Path: "auth/" + s.AuthMount + "/role/" + prefix + "*", Capabilities: read},
 		{Path: "auth/" + AWSAuthMount + "/config/client", Capabilities: read},
+		{Path: "auth/" + AWSAuthMount + "/config/identity", Capabilities: read},
 		{Path: "auth/" + AWSAuthMount + "/role", Capabilities: list},
 		{Path: "auth/" + AWSAuthMount + "/role/" + prefix + "*", Capabilities: read},
 		// Databases: connections and static roles (Vault never returns a

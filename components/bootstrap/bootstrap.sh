@@ -330,8 +330,9 @@ write_role() {
 
 # setup_aws_auth applies the access levels (components/bootstrap/access.go):
 # the AWS auth method, pointed at the regional STS endpoint and requiring
-# the server ID header in every signed login, and a role per level. With
-# no level left, the method stays and its roles go (prune).
+# the server ID header in every signed login, the session's ARN in its
+# tokens' metadata, and a role per level. With no level left, the method
+# stays and its roles go (prune).
 setup_aws_auth() {
   set -- "$CONFIG_DIR"/aws-role-*.args
   [ -f "$1" ] || return 0
@@ -349,6 +350,11 @@ setup_aws_auth() {
     vault write "auth/$mount/config/client" sts_endpoint="$AWS_STS_ENDPOINT" sts_region="$AWS_STS_REGION" \
       iam_server_id_header_value="$AWS_AUTH_SERVER_ID" >/dev/null
     corrected "auth/$mount/config/client" "${was# }"
+  fi
+  got=$(vault read -field=iam_metadata "auth/$mount/config/identity" 2>/dev/null || true)
+  if ! same_value "$got" "${AWS_AUTH_METADATA:?}"; then
+    vault write "auth/$mount/config/identity" iam_metadata="$AWS_AUTH_METADATA" >/dev/null
+    corrected "auth/$mount/config/identity" "iam_metadata=${got:-unset}"
   fi
   for f in "$@"; do
     name=${f##*/aws-role-}

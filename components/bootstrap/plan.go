@@ -227,6 +227,7 @@ func newPlan(in planInput) (plan, error) {
 		"AWS_STS_ENDPOINT":    in.Login.STSEndpoint(),
 		"AWS_STS_REGION":      in.Login.Region,
 		"AWS_AUTH_SERVER_ID":  in.Login.ServerID,
+		"AWS_AUTH_METADATA":   strings.Join(loginMetadata, ","),
 	}
 	return plan{Files: files, Settings: settings}, nil
 }
@@ -260,6 +261,7 @@ func configuratorRules(prefix string, s VaultSetup) []Rule {
 		// remove the roles of levels that left the config.
 		{Path: "sys/auth/" + AWSAuthMount, Capabilities: []string{"create", "read", "update", "sudo"}},
 		{Path: "auth/" + AWSAuthMount + "/config/client", Capabilities: []string{"create", "read", "update"}},
+		{Path: "auth/" + AWSAuthMount + "/config/identity", Capabilities: []string{"create", "read", "update"}},
 		{Path: "auth/" + AWSAuthMount + "/role", Capabilities: []string{"list"}},
 		{Path: "auth/" + AWSAuthMount + "/role/" + prefix + "*", Capabilities: []string{"create", "read", "update", "delete"}},
 	}

@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,6 +104,8 @@ type tokenInfo struct {
 		Policies    []string `json:"policies"`
 		CreationTTL int      `json:"creation_ttl"`
 		Accessor    string   `json:"accessor"`
+		// Meta is the auth method's metadata: iam_metadata's fields.
+		Meta map[string]string `json:"meta"`
 	} `json:"data"`
 }
 
@@ -185,6 +188,9 @@ func TestOperatorsLogInWithTheirAWSRole(t *testing.T) {
 		if info.Data.CreationTTL != ttl {
 			t.Errorf("%s's token lives %ds; want the role's token_ttl, %ds", level, info.Data.CreationTTL, ttl)
 		}
+		if got := info.Data.Meta["client_arn"]; got != id.sessionARN() {
+			t.Errorf("%s's token names the session %q; want %s, so that the audit log names the person", level, got, id.sessionARN())
+		}
 		sessions[level] = v
 	}
 	for what, attempt := range map[string]struct {
@@ -249,6 +255,9 @@ func TestOperatorsLogInWithTheirAWSRole(t *testing.T) {
 			}
 		}
 	}
+	if !auditNames(t, b.auditFile, "sys/storage/raft/configuration", oncall.sessionARN()) {
+		t.Errorf("the audit log has no request for sys/storage/raft/configuration naming %s", oncall.sessionARN())
+	}
 	if got := strings.TrimSpace(root.must(t, "kv", "get", "-mount=secret", "-field=password", "database/postgres")); got != "after" {
 		t.Errorf("the admin's kv patch left the password %q; want after", got)
 	}
@@ -276,6 +285,32 @@ func TestOperatorsLogInWithTheirAWSRole(t *testing.T) {
 	}
 	adm.must(t, "operator", "step-down")
 	t.Logf("AWS login test took %s", time.Since(start).Round(time.Second))
+}
+
+// auditNames says whether the file audit log at path holds a request for
+// apiPath made with a token whose metadata names the session ARN.
+func auditNames(t *testing.T, path, apiPath, session string) bool {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		var entry struct {
+			Type string
+			Auth struct {
+				Metadata map[string]string
+			}
+			Request struct {
+				Path string
+			}
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Type == "request" &&
+			entry.Request.Path == apiPath && entry.Auth.Metadata["client_arn"] == session {
+			return true
+		}
+	}
+	return false
 }
 
 // replaceArg replaces the value of the argument starting with key in a

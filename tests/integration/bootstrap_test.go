@@ -255,6 +255,7 @@ func vaultState(t *testing.T, v cli, prefix string) string {
 		}
 	}
 	read("auth/aws/config/client")
+	read("auth/aws/config/identity")
 	for _, mount := range []string{"kubernetes", "aws"} {
 		var roles []string
 		v.mustJSON(t, &roles, "list", "-format=json", "auth/"+mount+"/role")
