@@ -517,17 +517,7 @@ func TestBootstrapManualInitAndGate(t *testing.T) {
 
 	// The ceremony, then the configurator identity as install-and-init.md
 	// creates it: from the Job's own files, with the initial root token.
-	c.bootstrap()
-	root := c.cli(c.leader(), c.rootToken)
-	prefix, files := bootstrap.DefaultConfig().NamePrefix, r.bootstrap.files
-	role := prefix + bootstrap.ConfiguratorName
-	root.must(t, "auth", "enable", "-path=kubernetes", "kubernetes")
-	root.must(t, "write", "auth/kubernetes/config", "kubernetes_host="+b.reviewer.url(),
-		"kubernetes_ca_cert=@"+b.reviewer.caFile, "token_reviewer_jwt="+b.reviewer.reviewerToken)
-	if _, err := root.run(files["policy-"+role+".hcl"], "policy", "write", role, "-"); err != nil {
-		t.Fatal(err)
-	}
-	root.must(t, append([]string{"write", "auth/kubernetes/role/" + role}, strings.Fields(files["role-"+role+".args"])...)...)
+	root := configuratorByHand(t, c, r, b)
 
 	if _, err := b.step(r.bootstrap, "configure", c.leader().url()); err != nil {
 		t.Fatalf("configure after the manual init: %v", err)
