@@ -150,6 +150,7 @@ func TestPlatformFlowsUnderBothDataplanes(t *testing.T) {
 		direct("prometheus scrapes the eso controller", prometheus, controller, 8080),
 		direct("prometheus scrapes the eso webhook", prometheus, webhook, 8080),
 		direct("vault assumes its role (STS)", vault0, stsVPCE, 443),
+		direct("vault asks STS who signed a person's login (AWS auth)", vault1, stsVPCE, 443),
 		direct("vault unseals (KMS)", vault1, kmsVPCE, 443),
 		via("snapshot job saves from the leader", snapshot, vault0, 8200, vaultActiveSvc),
 		direct("snapshot job assumes its role (STS)", snapshot, stsVPCE, 443),
