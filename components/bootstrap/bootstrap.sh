@@ -508,20 +508,21 @@ configure_databases() {
   done
 }
 
+# prune_roles removes the roles with the prefix of the auth method at $1
+# that have no file $2<name>.args in the config.
+prune_roles() {
+  for r in $(list_names "auth/$1/role"); do
+    case $r in "$NAME_PREFIX"*) ;; *) continue ;; esac
+    [ -f "$CONFIG_DIR/$2$r.args" ] && continue
+    vault delete "auth/$1/role/$r" >/dev/null
+    corrected "role $r removed" "not in the config"
+  done
+}
+
 # prune removes the roles and policies with the prefix that left the config.
 prune() {
-  for r in $(list_names "auth/$AUTH_MOUNT/role"); do
-    case $r in "$NAME_PREFIX"*) ;; *) continue ;; esac
-    [ -f "$CONFIG_DIR/role-$r.args" ] && continue
-    vault delete "auth/$AUTH_MOUNT/role/$r" >/dev/null
-    corrected "role $r removed" "not in the config"
-  done
-  for r in $(list_names "auth/${AWS_AUTH_MOUNT:?}/role"); do
-    case $r in "$NAME_PREFIX"*) ;; *) continue ;; esac
-    [ -f "$CONFIG_DIR/aws-role-$r.args" ] && continue
-    vault delete "auth/$AWS_AUTH_MOUNT/role/$r" >/dev/null
-    corrected "role $r removed" "not in the config"
-  done
+  prune_roles "$AUTH_MOUNT" role-
+  prune_roles "${AWS_AUTH_MOUNT:?}" aws-role-
   for p in $(vault policy list); do
     case $p in "$NAME_PREFIX"*) ;; *) continue ;; esac
     [ -f "$CONFIG_DIR/policy-$p.hcl" ] && continue
