@@ -158,18 +158,10 @@ func (b *bootstrapRun) step(job bootstrapJob, name, vaultAddr string, extra ...s
 	} {
 		env[k] = v
 	}
-	for _, kv := range extra {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
-	}
-	var list []string
-	for k, v := range env {
-		list = append(list, k+"="+v)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*commandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", filepath.Join(config, "bootstrap.sh"), name)
-	cmd.Env = list
+	cmd.Env = environ(env, extra)
 	out, err := cmd.CombinedOutput()
 	t.Logf("bootstrap.sh %s:\n%s", name, out)
 	return string(out), err

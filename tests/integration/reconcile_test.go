@@ -10,7 +10,6 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/secrets-platform/secrets-platform/components/bootstrap"
 	"github.com/secrets-platform/secrets-platform/internal/recorder"
@@ -25,30 +24,9 @@ func reconcileJobOf(t *testing.T, mon *recorder.Monitor) bootstrapJob {
 	for _, recorded := range mon.ByType(cronJobType) {
 		var cj batchv1.CronJob
 		tests.Decode(t, recorded.Inputs, &cj)
-		if !strings.HasSuffix(cj.Name, "-reconcile") {
-			continue
+		if strings.HasSuffix(cj.Name, "-reconcile") {
+			return podJob(t, mon, cj.Namespace, cj.Spec.JobTemplate.Spec.Template.Spec)
 		}
-		pod := cj.Spec.JobTemplate.Spec.Template.Spec
-		j := bootstrapJob{namespace: cj.Namespace, serviceAccount: pod.ServiceAccountName, containers: map[string]corev1.Container{}}
-		for _, v := range pod.Volumes {
-			if v.ConfigMap == nil {
-				continue
-			}
-			for _, r := range mon.ByType(configMapType) {
-				var cm corev1.ConfigMap
-				tests.Decode(t, r.Inputs, &cm)
-				if cm.Name == v.ConfigMap.Name && cm.Namespace == cj.Namespace {
-					j.files = cm.Data
-				}
-			}
-		}
-		if j.files == nil {
-			t.Fatal("the reconcile CronJob mounts no recorded ConfigMap")
-		}
-		for _, c := range append(append([]corev1.Container{}, pod.InitContainers...), pod.Containers...) {
-			j.containers[c.Name] = c
-		}
-		return j
 	}
 	t.Fatal("no reconcile CronJob in the render")
 	return bootstrapJob{}

@@ -386,8 +386,15 @@ type bootstrapJob struct {
 func bootstrapJobOf(t *testing.T, mon *recorder.Monitor) bootstrapJob {
 	t.Helper()
 	job := componentJob(t, mon, "bootstrap")
-	pod := job.Spec.Template.Spec
-	b := bootstrapJob{namespace: job.Namespace, serviceAccount: pod.ServiceAccountName, containers: map[string]corev1.Container{}}
+	return podJob(t, mon, job.Namespace, job.Spec.Template.Spec)
+}
+
+// podJob reads the bootstrap script's steps from a pod spec in namespace:
+// its containers in the order the pod runs them, and the files of the
+// recorded ConfigMap it mounts (the Job's, or the reconcile CronJob's).
+func podJob(t *testing.T, mon *recorder.Monitor, namespace string, pod corev1.PodSpec) bootstrapJob {
+	t.Helper()
+	b := bootstrapJob{namespace: namespace, serviceAccount: pod.ServiceAccountName, containers: map[string]corev1.Container{}}
 	for _, c := range append(append([]corev1.Container{}, pod.InitContainers...), pod.Containers...) {
 		for _, e := range c.Env {
 			if e.ValueFrom != nil {
@@ -404,13 +411,13 @@ func bootstrapJobOf(t *testing.T, mon *recorder.Monitor) bootstrapJob {
 		for _, r := range mon.ByType(configMapType) {
 			var cm corev1.ConfigMap
 			tests.Decode(t, r.Inputs, &cm)
-			if cm.Name == v.ConfigMap.Name && cm.Namespace == job.Namespace {
+			if cm.Name == v.ConfigMap.Name && cm.Namespace == namespace {
 				b.files = cm.Data
 			}
 		}
 	}
 	if b.files == nil {
-		t.Fatalf("the bootstrap Job mounts no registered ConfigMap")
+		t.Fatalf("the pod of %s mounts no registered ConfigMap", pod.ServiceAccountName)
 	}
 	return b
 }

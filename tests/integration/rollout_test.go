@@ -663,18 +663,10 @@ func (run *rolloutRun) run(extra ...string) (string, error) {
 	} {
 		env[k] = v
 	}
-	for _, kv := range extra {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
-	}
-	var list []string
-	for k, v := range env {
-		list = append(list, k+"="+v)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", filepath.Join(run.dir, rollout.ScriptFile))
-	cmd.Env = list
+	cmd.Env = environ(env, extra)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	t.Logf("rollout.sh (%s):\n%s", time.Since(start).Round(100*time.Millisecond), out)

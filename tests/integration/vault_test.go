@@ -169,6 +169,20 @@ func eventually(t *testing.T, timeout time.Duration, what string, f func() error
 	}
 }
 
+// environ is a process environment: env with the settings in extra
+// ("KEY=value") replacing its own.
+func environ(env map[string]string, extra []string) []string {
+	for _, kv := range extra {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	list := make([]string, 0, len(env))
+	for k, v := range env {
+		list = append(list, k+"="+v)
+	}
+	return list
+}
+
 // cli runs the vault CLI against one server, with nothing from the
 // environment of the test.
 type cli struct {
