@@ -111,7 +111,13 @@ func render(t *testing.T) *rendered {
 // renderWith is render with config values overridden ("<project>:<key>").
 func renderWith(t *testing.T, overrides map[string]any) *rendered {
 	t.Helper()
-	mon := tests.Run(t, "production", tests.StackConfig(t, "production", overrides), stacks.Run)
+	return renderOf(t, tests.Run(t, "production", tests.StackConfig(t, "production", overrides), stacks.Run))
+}
+
+// renderOf collects what the tests start Vault and its jobs from, out of a
+// recording of the production stack.
+func renderOf(t *testing.T, mon *recorder.Monitor) *rendered {
+	t.Helper()
 
 	var release *recorder.Resource
 	for _, r := range mon.ByType(releaseType) {
